@@ -1,0 +1,28 @@
+"""Communication: the only package of lattice_hpc that imports mpi4py.
+
+Physics code reaches other ranks only through the objects defined here, at documented points:
+
+- :mod:`.mpi`   -- :class:`Communicator` (reductions, broadcasts, gathers, split; a single-process
+  stand-in when mpi4py is absent), :func:`world`, and the abort-on-exception hook.
+- :mod:`.cart`  -- :class:`CartGrid`: the periodic Cartesian process grid, neighbour ranks at any
+  offset, gathers along one direction, and block gathers of a global field.
+- :mod:`.halo`  -- :class:`HaloExchange`: halo (ghost-zone) exchange of site fields of any per-site
+  shape, any depth, faces only or faces + edges + corners, blocking or start/finish.
+
+Every collective here must be "called on all MPI processes of the communicator simultaneously"
+(openQCD's wording); each function's docstring says when it is collective.
+"""
+
+from .mpi import Communicator, world, self_comm, install_abort_handler, compute_dims
+from .cart import CartGrid
+from .halo import HaloExchange
+
+__all__ = [
+    "Communicator",
+    "world",
+    "self_comm",
+    "install_abort_handler",
+    "compute_dims",
+    "CartGrid",
+    "HaloExchange",
+]

@@ -1,0 +1,40 @@
+"""Test helpers: run a body on sub-communicators shaped as given process grids."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from lattice_hpc.comm import self_comm, world
+from lattice_hpc.geometry import Lattice
+
+
+def on_grids(dims, grids, body):
+    """For each grid that fits COMM_WORLD, run ``body(lattice)`` on the first ``prod(grid)`` ranks.
+
+    Returns ``{grid: result}`` on the ranks that took part (rank 0 of the world takes part in
+    every grid).  Also returns the serial reference ``body`` on COMM_SELF under the key ``"serial"``.
+    """
+    comm = world()
+    out = {"serial": body(Lattice(dims, (1,) * len(dims), comm=self_comm()))}
+    for grid in grids:
+        n = math.prod(grid)
+        if n > comm.size:
+            continue
+        sub = comm.split(0 if comm.rank < n else -1)
+        if sub is not None:
+            out[tuple(grid)] = body(Lattice(dims, grid, comm=sub))
+        comm.barrier()
+    return out
+
+
+def grids_run(results):
+    return [k for k in results if k != "serial"]
+
+
+def global_test_field(dims, site_shape, lead=(), seed=0):
+    """A deterministic global field in memory order (t..x) whose entries encode their coordinates."""
+    rng = np.random.default_rng(seed)
+    shape = tuple(lead) + tuple(reversed(dims)) + tuple(site_shape)
+    return rng.standard_normal(shape) + 1j * rng.standard_normal(shape)
