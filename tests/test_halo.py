@@ -15,7 +15,7 @@ GRIDS_4D = [(1, 1, 1, 1), (1, 1, 1, 2), (1, 1, 2, 2), (2, 1, 1, 2), (2, 2, 1, 1)
 GRIDS_2D = [(1, 1), (1, 2), (2, 1), (2, 2)]
 
 
-def _check_halo(lat, global_field, site_shape, lead, depth, codim):
+def _check_halo(lat, global_field, site_shape, lead, depth, codim, strategy="auto"):
     """Fill a padded local field from the global one, exchange, and compare every filled halo site."""
     nd = lat.ndim
     h = depth
@@ -23,7 +23,7 @@ def _check_halo(lat, global_field, site_shape, lead, depth, codim):
     nl = len(lead)
     interior = global_field[(slice(None),) * nl + lat.block_slices(lat.grid.coords)]
     lat.view(local, h, lead=nl)[...] = interior
-    lat.halo(h, codim).exchange(local, lead=nl)
+    lat.halo(h, codim, strategy=strategy).exchange(local, lead=nl)
     checked = 0
     for pad in itertools.product(*[range(L + 2 * h) for L in reversed(lat.local_dims)]):
         # pad is in memory order (t..x); position relative to the interior per direction
@@ -43,12 +43,13 @@ def _check_halo(lat, global_field, site_shape, lead, depth, codim):
 @pytest.mark.mpi
 @pytest.mark.parametrize("depth", [1, 2])
 @pytest.mark.parametrize("codim", [1, 2, 4])
-def test_halo_4d(depth, codim):
+@pytest.mark.parametrize("strategy", ["direct", "slab"])
+def test_halo_4d(depth, codim, strategy):
     dims = (4, 4, 4, 8)
     cases = [((), ()), ((3, 3), (4,)), ((4, 3), ())]  # (site shape, lead): scalar, links, spinor
     for site_shape, lead in cases:
         g = global_test_field(dims, site_shape, lead, seed=1)
-        res = on_grids(dims, GRIDS_4D, lambda lat: _check_halo(lat, g, site_shape, lead, depth, codim))
+        res = on_grids(dims, GRIDS_4D, lambda lat: _check_halo(lat, g, site_shape, lead, depth, codim, strategy))
         for grid, r in res.items():
             assert not isinstance(r, str), f"grid {grid}: {r}"
             assert r > 0
@@ -57,11 +58,12 @@ def test_halo_4d(depth, codim):
 @pytest.mark.mpi
 @pytest.mark.parametrize("depth", [1, 2])
 @pytest.mark.parametrize("codim", [1, 2])
-def test_halo_2d(depth, codim):
+@pytest.mark.parametrize("strategy", ["direct", "slab"])
+def test_halo_2d(depth, codim, strategy):
     dims = (8, 4)
     for site_shape in [(), (1, 1), (4, 3)]:
         g = global_test_field(dims, site_shape, seed=2)
-        res = on_grids(dims, GRIDS_2D, lambda lat: _check_halo(lat, g, site_shape, (), depth, codim))
+        res = on_grids(dims, GRIDS_2D, lambda lat: _check_halo(lat, g, site_shape, (), depth, codim, strategy))
         for grid, r in res.items():
             assert not isinstance(r, str), f"grid {grid}: {r}"
             assert r > 0

@@ -13,7 +13,7 @@ Every collective here must be "called on all MPI processes of the communicator s
 (openQCD's wording); each function's docstring says when it is collective.
 """
 
-from .mpi import Communicator, world, self_comm, install_abort_handler, compute_dims
+from .mpi import Communicator, world, self_comm, install_abort_handler, compute_dims, wtime
 from .cart import CartGrid
 from .halo import HaloExchange
 
@@ -23,6 +23,7 @@ __all__ = [
     "self_comm",
     "install_abort_handler",
     "compute_dims",
+    "wtime",
     "CartGrid",
     "HaloExchange",
 ]

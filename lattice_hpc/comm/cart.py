@@ -75,6 +75,18 @@ class CartGrid:
             self._rank_cache[key] = self.rank_of([c + o for c, o in zip(self.coords, key)])
         return self._rank_cache[key]
 
+    def sendrecv(self, send_buf: np.ndarray, dest: int, recv_buf: np.ndarray, source: int,
+                 tag: int = 0) -> None:
+        """Point-to-point exchange of contiguous host buffers (``MPI_Sendrecv``).
+
+        Collective in pairs: ``dest`` must call it with ``source`` = this rank.  On-rank partners copy.
+        """
+        if dest == self.rank and source == self.rank:
+            recv_buf[...] = send_buf
+            return
+        self.comm.mpi.Sendrecv(send_buf, dest=dest, sendtag=tag, recvbuf=recv_buf, source=source,
+                               recvtag=tag)
+
     def allgather_along(self, direction: int, array: np.ndarray) -> np.ndarray:
         """Collective over the ranks that share every grid coordinate except ``direction``.
 

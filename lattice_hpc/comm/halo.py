@@ -15,11 +15,20 @@ leaves need; ``d``: everything, corners included), and non-zero only in the exch
 distance ``<= h`` from the shared boundary.  After :meth:`HaloExchange.exchange` every filled halo
 entry equals the global field at the periodically wrapped global coordinate.
 
-Each region travels as one message straight to the block at grid offset ``o`` (edges and corners
-go to diagonal neighbours), so all messages are posted at once and :meth:`start` /
-:meth:`Pending.finish` let computation on the interior overlap communication.  Messages whose
-partner is this same rank (grid extent 1, or 2 with periodic wrap onto itself) are local copies,
-with no MPI traffic.
+Two strategies (``strategy="auto"`` picks ``slab`` for ``codim >= 2`` and ``direct`` for faces):
+
+- ``direct``: each region travels as one message straight to the block at grid offset ``o``
+  (edges and corners to diagonal neighbours); all messages are posted at once, so
+  :meth:`start` / :meth:`Pending.finish` overlap all of the communication with interior work.
+- ``slab``: dimension by dimension (Ding-style ordering used by many lattice codes): first the
+  on-rank wraps of the directions that are not partitioned, then, one partitioned direction after
+  the other, the two slabs of depth ``h`` spanning the *full padded* extent of every other
+  direction.  Each slab carries the halos already filled, so edges and corners arrive with it (the
+  result is the full halo, every codimension); slabs are contiguous or a few large blocks, so MPI
+  sends them without packing.  :meth:`start` posts the first partitioned direction; the others
+  follow in :meth:`Pending.finish`.
+
+Messages whose partner is this same rank (grid extent 1) are local copies, with no MPI traffic.
 
 Transports: NumPy arrays go through MPI subarray datatypes (MPI packs straight from the field; no
 extra copy in Python).  CuPy arrays are packed into contiguous device buffers; with a GPU-aware
@@ -75,7 +84,8 @@ class HaloExchange:
     """
 
     def __init__(self, grid: CartGrid, local_dims: Sequence[int], depth: int = 1,
-                 codim: int | None = None, directions: Sequence[int] | None = None):
+                 codim: int | None = None, directions: Sequence[int] | None = None,
+                 strategy: str = "auto"):
         self.grid = grid
         self.local_dims = tuple(int(x) for x in local_dims)
         self.ndim = len(self.local_dims)
@@ -84,6 +94,12 @@ class HaloExchange:
         self.directions = tuple(range(self.ndim)) if directions is None else tuple(directions)
         if not 1 <= self.codim <= self.ndim:
             raise ValueError(f"codim must be in 1..{self.ndim}, got {self.codim}")
+        if strategy not in ("auto", "slab", "direct"):
+            raise ValueError(f"unknown halo strategy {strategy!r}: use auto, slab or direct")
+        self.strategy = ("slab" if self.codim >= 2 else "direct") if strategy == "auto" else strategy
+        # slab order: on-rank directions first (local copies), then the partitioned ones
+        self.local_directions = [mu for mu in self.directions if grid.dims[mu] == 1]
+        self.remote_directions = [mu for mu in self.directions if grid.dims[mu] > 1]
         for mu in self.directions:
             if not 1 <= self.depth <= self.local_dims[mu]:
                 raise ValueError(f"halo depth {self.depth} must be between 1 and the local extent "
@@ -121,16 +137,38 @@ class HaloExchange:
         return self._slices(o, "R")
 
     def messages(self):
-        """``(offset, partner rank)`` of every off-rank message this rank receives (and sends)."""
+        """``(offset, partner rank)`` of every off-rank message this rank sends (and receives).
+
+        For the slab strategy the offsets are the unit vectors of the partitioned directions.
+        """
+        if self.strategy == "slab":
+            out = []
+            for mu in self.remote_directions:
+                for side in (-1, 1):
+                    o = tuple(side if nu == mu else 0 for nu in range(self.ndim))
+                    out.append((o, self.grid.rank_at(o)))
+            return out
         me = self.grid.rank
         return [(o, self.grid.rank_at(o)) for o in self.offsets if self.grid.rank_at(o) != me]
 
     def message_sites(self, o) -> int:
-        """Number of sites in the region for offset ``o``."""
+        """Number of sites in the message for offset ``o`` (slabs include the padding)."""
         n = 1
         for mu, v in enumerate(o):
-            n *= self.depth if v else self.local_dims[mu]
+            if v:
+                n *= self.depth
+            else:
+                n *= self.padded[mu] if self.strategy == "slab" else self.local_dims[mu]
         return n
+
+    def _slab(self, mu, side, kind):
+        """Memory-order slices of the slab on ``side`` of direction ``mu`` (full padded extent elsewhere)."""
+        h, L = self.depth, self.local_dims[mu]
+        if kind == "S":
+            sl = slice(L, L + h) if side > 0 else slice(h, 2 * h)
+        else:
+            sl = slice(L + h, L + 2 * h) if side > 0 else slice(0, h)
+        return tuple(sl if nu == mu else slice(None) for nu in reversed(range(self.ndim)))
 
     # -- exchange -------------------------------------------------------------------------------
     def exchange(self, field, lead: int = 0):
@@ -147,6 +185,15 @@ class HaloExchange:
         pre = (slice(None),) * lead
         me = self.grid.rank
         pending = Pending(field)
+        if self.strategy == "slab":
+            for mu in self.local_directions:
+                for side in (-1, 1):
+                    field[pre + self._slab(mu, side, "R")] = field[pre + self._slab(mu, -side, "S")]
+            phases = [self._slab_phase(field, lead, mu) for mu in self.remote_directions]
+            if phases:
+                phases[0](pending)
+                pending.phases = phases[1:]
+            return pending
         local = []
         for o in self.offsets:
             partner = self.grid.rank_at(o)
@@ -177,13 +224,19 @@ class HaloExchange:
     def _tag(self, o):
         return self._index[tuple(o)]
 
-    def _datatype(self, field, lead, o, kind):
-        key = (field.shape, field.dtype.str, lead, o, kind)
+    def _region(self, o, kind, slab):
+        if slab is None:
+            return self._slices(o, kind)
+        return self._slab(slab, o[slab], kind)
+
+    def _datatype(self, field, lead, o, kind, slab=None):
+        key = (field.shape, field.dtype.str, lead, o, kind, slab)
         dt = self._dtypes.get(key)
         if dt is None:
             site_bytes = field.dtype.itemsize * int(np.prod(field.shape[lead + self.ndim:], dtype=np.int64))
             sizes = list(field.shape[:lead + self.ndim]) + [site_bytes]
-            region = self._slices(o, kind)
+            region = self._region(o, kind, slab)
+            region = tuple(slice(*r.indices(n)[:2]) for r, n in zip(region, field.shape[lead:]))
             subsizes = list(field.shape[:lead]) + [s.stop - s.start for s in region] + [site_bytes]
             starts = [0] * lead + [s.start for s in region] + [0]
             dt = MPI.BYTE.Create_subarray(sizes, subsizes, starts, order=MPI.ORDER_C).Commit()
@@ -191,30 +244,67 @@ class HaloExchange:
             _COMMITTED.append(dt)
         return dt
 
-    def _start_datatypes(self, field, lead, remote, mpi, pending):
+    def _contiguous_pieces(self, field, lead, o, kind, slab):
+        """Views (one per leading index) of a region if each is contiguous, else ``None``."""
+        region = self._region(o, kind, slab)
+        nlead = int(np.prod(field.shape[:lead], dtype=np.int64))
+        flat = field.reshape((nlead,) + field.shape[lead:])
+        pieces = [flat[(i,) + region] for i in range(nlead)]
+        return pieces if all(p.flags.c_contiguous for p in pieces) else None
+
+    def _start_datatypes(self, field, lead, remote, mpi, pending, slab=None):
+        """NumPy transport: contiguous regions go straight from/to the field, others as subarrays."""
+        recv = [self._contiguous_pieces(field, lead, o, "R", slab) for o, _ in remote]
+        send = [self._contiguous_pieces(field, lead, o, "S", slab) for o, _ in remote]
+        if all(p is not None for p in recv + send):
+            for (o, partner), pieces in zip(remote, recv):
+                for i, piece in enumerate(pieces):
+                    pending.requests.append(mpi.Irecv(piece, source=partner,
+                                                      tag=self._tag(o) + 128 * (i + 1)))
+            for (o, partner), pieces in zip(remote, send):
+                tag = self._tag(tuple(-v for v in o))
+                for i, piece in enumerate(pieces):
+                    pending.requests.append(mpi.Isend(piece, dest=partner, tag=tag + 128 * (i + 1)))
+            return
         buf = field.reshape(-1).view(np.uint8)
         for o, partner in remote:
             pending.requests.append(
-                mpi.Irecv([buf, 1, self._datatype(field, lead, o, "R")], source=partner,
+                mpi.Irecv([buf, 1, self._datatype(field, lead, o, "R", slab)], source=partner,
                           tag=self._tag(o)))
         for o, partner in remote:
             pending.requests.append(
-                mpi.Isend([buf, 1, self._datatype(field, lead, o, "S")], dest=partner,
+                mpi.Isend([buf, 1, self._datatype(field, lead, o, "S", slab)], dest=partner,
                           tag=self._tag(tuple(-v for v in o))))
 
-    def _start_packed(self, field, pre, remote, mpi, pending):  # pragma: no cover - GPU only
+    def _slab_phase(self, field, lead, mu):
+        """A callable that posts the two slabs of direction ``mu`` into the pending exchange."""
+        def post(pending):
+            mpi = self.grid.comm.mpi
+            pre = (slice(None),) * lead
+            remote = []
+            for side in (-1, 1):
+                o = tuple(side if nu == mu else 0 for nu in range(self.ndim))
+                remote.append((o, self.grid.rank_at(o)))
+            if _is_cupy(field):
+                self._start_packed(field, pre, remote, mpi, pending, slab=mu)
+            else:
+                self._start_datatypes(field, lead, remote, mpi, pending, slab=mu)
+        return post
+
+    def _start_packed(self, field, pre, remote, mpi, pending, slab=None):  # pragma: no cover - GPU only
         import cupy
 
         aware = _gpu_aware_mpi()
         sends = []
         for o, partner in remote:
-            sends.append((cupy.ascontiguousarray(field[pre + self.send_region(o)]), o, partner))
+            sends.append((cupy.ascontiguousarray(field[pre + self._region(o, "S", slab)]), o, partner))
         cupy.cuda.get_current_stream().synchronize()  # buffers complete before MPI reads them
         for o, partner in remote:
-            shape = field[pre + self.recv_region(o)].shape
+            region = pre + self._region(o, "R", slab)
+            shape = field[region].shape
             rbuf = cupy.empty(shape, field.dtype) if aware else np.empty(shape, field.dtype)
             pending.requests.append(mpi.Irecv(rbuf, source=partner, tag=self._tag(o)))
-            pending.unpack.append((pre + self.recv_region(o), rbuf))
+            pending.unpack.append((region, rbuf))
         for sbuf, o, partner in sends:
             if not aware:
                 sbuf = cupy.asnumpy(sbuf)
@@ -230,9 +320,9 @@ class Pending:
         self.requests = []
         self.unpack = []  # (region, buffer) to copy into the field after the receives complete
         self.keep = []  # send buffers that must live until completion
+        self.phases = []  # slab strategy: later directions, posted after the previous completes
 
-    def finish(self):
-        """Wait for all messages, unpack staged buffers, and return the field."""
+    def _complete(self):
         if self.requests:
             MPI.Request.Waitall(self.requests)
         if self.unpack:  # pragma: no cover - GPU only
@@ -241,4 +331,12 @@ class Pending:
             for region, buf in self.unpack:
                 self.field[region] = cupy.asarray(buf)
         self.requests, self.unpack, self.keep = [], [], []
+
+    def finish(self):
+        """Wait for all messages (and run the remaining slab phases); return the field."""
+        self._complete()
+        for phase in self.phases:
+            phase(self)
+            self._complete()
+        self.phases = []
         return self.field

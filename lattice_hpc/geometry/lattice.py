@@ -85,11 +85,13 @@ class Lattice:
             sl.append(slice(depth + s[mu], depth + s[mu] + self.local_dims[mu]))
         return field[(slice(None),) * lead + tuple(sl)]
 
-    def halo(self, depth: int = 1, codim: int | None = None, directions=None) -> HaloExchange:
+    def halo(self, depth: int = 1, codim: int | None = None, directions=None,
+             strategy: str = "auto") -> HaloExchange:
         """A cached halo-exchange plan (see :class:`lattice_hpc.comm.HaloExchange`)."""
-        key = (depth, codim, None if directions is None else tuple(directions))
+        key = (depth, codim, None if directions is None else tuple(directions), strategy)
         if key not in self._halos:
-            self._halos[key] = HaloExchange(self.grid, self.local_dims, depth, codim, directions)
+            self._halos[key] = HaloExchange(self.grid, self.local_dims, depth, codim, directions,
+                                            strategy)
         return self._halos[key]
 
     # -- coordinates ------------------------------------------------------------------------

@@ -1,0 +1,29 @@
+"""Timing helpers for benchmarks (not for tests: tests never time anything)."""
+
+from __future__ import annotations
+
+import statistics
+
+from ..comm import wtime
+
+
+def time_pairs(fns: dict, comm, min_seconds: float = 1.0, max_reps: int = 200, min_reps: int = 5):
+    """Median seconds per call of each function in ``fns``, interleaved so noise hits all alike.
+
+    Collective: every rank runs the same calls; each call is bracketed by barriers, and the time of
+    a call is the maximum over ranks.  Stops after ``min_seconds`` total or ``max_reps`` rounds.
+    """
+    times = {k: [] for k in fns}
+    for fn in fns.values():  # warm-up (plans, datatypes, caches)
+        fn()
+    start = wtime()
+    reps = 0
+    while reps < min_reps or (reps < max_reps and wtime() - start < min_seconds):
+        for k, fn in fns.items():
+            comm.barrier()
+            t0 = wtime()
+            fn()
+            dt = wtime() - t0
+            times[k].append(comm.allreduce(dt, op="max"))
+        reps += 1
+    return {k: statistics.median(v) for k, v in times.items()}, reps

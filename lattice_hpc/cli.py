@@ -1,0 +1,84 @@
+"""The ``lattice-hpc`` command.
+
+    lattice-hpc run JOB.toml [--set section.key=value ...]
+    lattice-hpc bench halo [--dims D ...] [--grid G] [--field links|spinor|scalar] [--depth H] [--codim C]
+    lattice-hpc bench plaquette [--dims D ...] [--grid G] [--group SU3] [--precision double|single]
+
+Runs the same under ``mpirun -n N`` as serially.  Only rank 0 prints results: one JSON object on
+stdout; logs go to stderr.  An input error prints ``lattice-hpc: error: ...`` (naming the key, file
+or dimension) on every rank and ends the job with status 2; any other exception on any rank aborts
+the whole job (``MPI_Abort``) instead of leaving the other ranks waiting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+from .comm import install_abort_handler, world
+from .errors import LatticeError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="lattice-hpc", description="SPMD lattice gauge theory")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="run the job described by a TOML file")
+    r.add_argument("job", help="job file (see jobs/)")
+    r.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a job-file entry, e.g. --set action.beta=5.7 (repeatable)")
+
+    b = sub.add_parser("bench", help="benchmarks with in-run reference figures")
+    bsub = b.add_subparsers(dest="kernel", required=True)
+    h = bsub.add_parser("halo", help="halo exchange vs raw MPI_Sendrecv of the same messages")
+    h.add_argument("--dims", nargs="+", default=["8,8,8,16", "16,16,16,32", "24,24,24,48"])
+    h.add_argument("--grid", default="auto")
+    h.add_argument("--field", choices=["links", "spinor", "scalar"], default="links")
+    h.add_argument("--depth", type=int, default=1)
+    h.add_argument("--codim", type=int, default=None,
+                   help="1: faces only (direct strategy); default: full halo (slab strategy)")
+    h.add_argument("--backend", choices=["numpy", "cupy"], default="numpy")
+    h.add_argument("--seconds", type=float, default=2.0, help="time budget per lattice size")
+    q = bsub.add_parser("plaquette", help="plaquette kernel vs copy bandwidth")
+    q.add_argument("--dims", nargs="+", default=["8,8,8,8", "16,16,16,16"])
+    q.add_argument("--grid", default="auto")
+    q.add_argument("--group", default="SU3")
+    q.add_argument("--precision", choices=["double", "single"], default="double")
+    q.add_argument("--backend", choices=["numpy", "cupy"], default="numpy")
+    q.add_argument("--seconds", type=float, default=2.0)
+    return p
+
+
+def main(argv=None) -> int:
+    install_abort_handler()
+    comm = world()
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            from .driver import run_job
+
+            result = run_job(args.job, args.overrides, comm)
+        else:
+            if args.kernel == "halo":
+                from .bench.halo import run
+            else:
+                from .bench.plaquette import run
+            result = run(args, comm)
+    except LatticeError as exc:
+        prefix = f"[rank {comm.rank}/{comm.size}] " if comm.size > 1 else ""
+        sys.stderr.write(f"{prefix}lattice-hpc: error: {exc}\n")
+        sys.stderr.flush()
+        if comm.size > 1:
+            time.sleep(0.5)  # let the other ranks, which hit the same check, print theirs
+            comm.abort(2)
+        return 2
+    if comm.rank == 0 and result is not None:
+        print(json.dumps(result))
+        sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,137 @@
+"""Job files (TOML) and ``--set section.key=value`` overrides.
+
+Schema (defaults in brackets)::
+
+    [job]      type ["quenched"], name ["run"]
+    [lattice]  dims (required, e.g. [8, 8, 8, 8]), grid ["auto"] (e.g. "1,1,1,2")
+    [action]   group ["SU3"] (U1, SU2, SU3, SU<N>), beta (required)
+    [update]   start ["hot"] (cold | hot | near_identity), heatbath [1] (sweeps per step),
+               overrelax [4] (sweeps per step), thermalize [100], measure [200] (measured steps),
+               measure_every [1], seed [1]
+    [backend]  name ["numpy"] (numpy | cupy), precision ["double"] (double | single)
+    [output]   dir ["runs/{name}"] (relative to the working directory; {name} is job.name),
+               log_every [1]
+
+Every rank reads and validates the file itself, so a bad file stops every rank with the same
+message; the driver then checks that the resolved configuration is identical on all ranks.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import hashlib
+import json
+import tomllib
+
+from ..errors import ConfigError
+
+REQUIRED = object()
+
+SCHEMA = {
+    "job": {"type": ("quenched", str), "name": ("run", str)},
+    "lattice": {"dims": (REQUIRED, list), "grid": ("auto", str)},
+    "action": {"group": ("SU3", str), "beta": (REQUIRED, float)},
+    "update": {"start": ("hot", str), "heatbath": (1, int), "overrelax": (4, int),
+               "thermalize": (100, int), "measure": (200, int), "measure_every": (1, int),
+               "seed": (1, int)},
+    "backend": {"name": ("numpy", str), "precision": ("double", str)},
+    "output": {"dir": ("runs/{name}", str), "log_every": (1, int)},
+}
+
+CHOICES = {
+    ("update", "start"): ("cold", "hot", "near_identity"),
+    ("backend", "name"): ("numpy", "cupy"),
+    ("backend", "precision"): ("double", "single"),
+}
+
+NON_NEGATIVE = {("update", k) for k in ("heatbath", "overrelax", "thermalize", "seed")}
+POSITIVE = {("update", "measure"), ("update", "measure_every"), ("output", "log_every")}
+
+
+def load_config(path, overrides=()) -> dict:
+    """Read a job file, apply ``key=value`` overrides, fill defaults, validate; returns a dict."""
+    try:
+        with open(path, "rb") as fh:
+            raw = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"job file {path}: not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"job file {path}: not valid TOML: {exc}") from None
+    for item in overrides:
+        apply_override(raw, item)
+    return validate(raw, str(path))
+
+
+def apply_override(raw: dict, item: str) -> None:
+    """Apply one ``section.key=value`` override (value parsed as TOML, else taken as a string)."""
+    if "=" not in item:
+        raise ConfigError(f"--set {item!r}: expected section.key=value, e.g. action.beta=5.7")
+    key, value = item.split("=", 1)
+    parts = key.strip().split(".")
+    if len(parts) != 2:
+        raise ConfigError(f"--set {item!r}: the key must be section.key, e.g. action.beta")
+    try:
+        parsed = tomllib.loads(f"v = {value}")["v"]
+    except tomllib.TOMLDecodeError:
+        parsed = value
+    raw.setdefault(parts[0], {})
+    if not isinstance(raw[parts[0]], dict):
+        raise ConfigError(f"--set {item!r}: [{parts[0]}] is not a section")
+    raw[parts[0]][parts[1]] = parsed
+
+
+def _suggest(word, options):
+    close = difflib.get_close_matches(word, list(options), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def validate(raw: dict, source: str = "job file") -> dict:
+    """Check sections, keys, types and choices; return a new dict with defaults filled in."""
+    out = {}
+    for section in raw:
+        if section not in SCHEMA:
+            raise ConfigError(f"{source}: unknown section [{section}]{_suggest(section, SCHEMA)}; "
+                              f"known sections: {', '.join(SCHEMA)}")
+        if not isinstance(raw[section], dict):
+            raise ConfigError(f"{source}: {section} must be a [section] table")
+    for section, keys in SCHEMA.items():
+        given = raw.get(section, {})
+        for key in given:
+            if key not in keys:
+                raise ConfigError(f"{source}: unknown key {section}.{key}{_suggest(key, keys)}; "
+                                  f"known keys of [{section}]: {', '.join(keys)}")
+        out[section] = {}
+        for key, (default, typ) in keys.items():
+            name = f"{section}.{key}"
+            if key not in given:
+                if default is REQUIRED:
+                    raise ConfigError(f"{source}: {name} is required")
+                out[section][key] = copy.deepcopy(default)
+                continue
+            value = given[key]
+            if typ is float and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
+            if typ is str and key == "grid" and isinstance(value, list):
+                value = ",".join(str(v) for v in value)
+            if not isinstance(value, typ) or isinstance(value, bool):
+                raise ConfigError(f"{source}: {name} = {value!r} must be of type {typ.__name__}")
+            if (section, key) in CHOICES and value not in CHOICES[(section, key)]:
+                raise ConfigError(f"{source}: {name} = {value!r} must be one of "
+                                  f"{', '.join(CHOICES[(section, key)])}")
+            if (section, key) in NON_NEGATIVE and value < 0:
+                raise ConfigError(f"{source}: {name} = {value} must be >= 0")
+            if (section, key) in POSITIVE and value < 1:
+                raise ConfigError(f"{source}: {name} = {value} must be >= 1")
+            out[section][key] = value
+    dims = out["lattice"]["dims"]
+    if not dims or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in dims):
+        raise ConfigError(f"{source}: lattice.dims = {dims!r} must be a list of positive integers")
+    if out["action"]["beta"] < 0:
+        raise ConfigError(f"{source}: action.beta = {out['action']['beta']} must be >= 0")
+    return out
+
+
+def config_hash(cfg: dict) -> str:
+    """SHA-256 of the canonical JSON of a resolved configuration."""
+    return hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()
