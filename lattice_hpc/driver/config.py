@@ -127,6 +127,12 @@ def validate(raw: dict, source: str = "job file") -> dict:
     dims = out["lattice"]["dims"]
     if not dims or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in dims):
         raise ConfigError(f"{source}: lattice.dims = {dims!r} must be a list of positive integers")
+    from ..groups import get_group
+
+    try:
+        get_group(out["action"]["group"])
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: action.group: {exc}") from None
     if out["action"]["beta"] < 0:
         raise ConfigError(f"{source}: action.beta = {out['action']['beta']} must be >= 0")
     return out

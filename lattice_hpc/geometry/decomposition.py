@@ -67,14 +67,16 @@ def resolve_grid(dims: Sequence[int], grid, nprocs: int) -> tuple[int, ...]:
         factors = compute_dims(nprocs, len(dims))
         first = tuple(reversed(factors))
         candidates = [first] + sorted(set(itertools.permutations(factors)) - {first}, reverse=True)
+        reasons = []
         for cand in candidates:
             try:
                 check_grid(dims, cand, nprocs)
                 return cand
-            except GeometryError:
-                continue
+            except GeometryError as exc:
+                reasons.append(str(exc))
         raise GeometryError(f"no process grid of {nprocs} ranks built from {factors} fits the lattice "
-                            f"{','.join(map(str, dims))} with even local extents: give --grid")
+                            f"{','.join(map(str, dims))}; with grid {','.join(map(str, first))}: "
+                            f"{reasons[0]}")
     grid = parse_dims(grid, "grid")
     check_grid(dims, grid, nprocs)
     return grid

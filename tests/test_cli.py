@@ -1,0 +1,125 @@
+"""The ``lattice-hpc`` command end to end: results JSON, run directory, clear errors, no overwrite."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+JOB = """
+[job]
+type = "quenched"
+name = "u1"
+[lattice]
+dims = [8, 8]
+[action]
+group = "U1"
+beta = 2.0
+[update]
+thermalize = 5
+measure = 40
+overrelax = 1
+seed = 3
+[output]
+dir = "{dir}"
+log_every = 5
+"""
+
+
+def _cli(args, np=None, cwd=None, timeout=120):
+    cmd = [sys.executable, "-m", "lattice_hpc.cli"] + args
+    if np:
+        cmd = ["mpirun", "-n", str(np)] + cmd
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=cwd, env=env)
+
+
+@pytest.fixture
+def job(tmp_path):
+    path = tmp_path / "job.toml"
+    path.write_text(JOB.format(dir=(tmp_path / "run").as_posix()))
+    return path
+
+
+def test_run_prints_results_and_writes_run_dir(job, tmp_path):
+    proc = _cli(["run", str(job)])
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["run_dir"] == str(tmp_path / "run")
+    mean, err = out["plaquette"]
+    assert 0.5 < mean < 0.85 and 0 < err < 0.1
+    assert "plaquette_spatial" not in out  # 2D: no spatial planes
+    records = (tmp_path / "run" / "records.jsonl").read_text().splitlines()
+    assert len(records) == 40
+    assert json.loads(records[0])["step"] == 5
+    assert "step 5/45" in proc.stderr and "ETA" in proc.stderr
+    cfg = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert cfg["config"]["action"]["beta"] == 2.0 and len(cfg["config_hash"]) == 64
+
+
+def test_existing_run_dir_is_not_overwritten(job, tmp_path):
+    assert _cli(["run", str(job)]).returncode == 0
+    before = (tmp_path / "run" / "records.jsonl").read_text()
+    proc = _cli(["run", str(job)])
+    assert proc.returncode == 2
+    assert "already holds records.jsonl" in proc.stderr and str(tmp_path / "run") in proc.stderr
+    assert (tmp_path / "run" / "records.jsonl").read_text() == before
+
+
+@pytest.mark.parametrize("override,message", [
+    ("action.betta=1", "unknown key action.betta (did you mean 'beta'?)"),
+    ("update.start=warm", "update.start = 'warm' must be one of cold, hot, near_identity"),
+    ("lattice.dims=[8,7]", "direction t: local extent 7"),
+    ("update.measure=0", "update.measure = 0 must be >= 1"),
+    ("action.group=SO3", "unknown gauge group 'SO3'"),
+])
+def test_bad_input_names_the_problem_and_writes_nothing(job, tmp_path, override, message):
+    proc = _cli(["run", str(job), "--set", override])
+    assert proc.returncode == 2
+    assert message in proc.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_missing_job_file(tmp_path):
+    proc = _cli(["run", str(tmp_path / "nope.toml")])
+    assert proc.returncode == 2 and "nope.toml: not found" in proc.stderr
+
+
+def test_bad_grid_under_mpi_stops_every_rank_quickly(job, tmp_path):
+    start = time.time()
+    proc = _cli(["run", str(job), "--set", "lattice.grid=1,3"], np=2)
+    assert proc.returncode != 0
+    assert time.time() - start < 30
+    assert "needs 3 ranks but the job has 2" in proc.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_two_ranks_run_equals_serial_run(job, tmp_path):
+    """The same job on 1 and 2 ranks gives the same chain (plaquettes to rounding)."""
+    serial = _cli(["run", str(job)])
+    assert serial.returncode == 0, serial.stderr
+    (tmp_path / "job2.toml").write_text(JOB.format(dir=(tmp_path / "run2").as_posix()))
+    par = _cli(["run", str(tmp_path / "job2.toml"), "--set", "lattice.grid=1,2"], np=2)
+    assert par.returncode == 0, par.stderr
+    a = [json.loads(l)["plaquette"] for l in (tmp_path / "run" / "records.jsonl").read_text().splitlines()]
+    b = [json.loads(l)["plaquette"] for l in (tmp_path / "run2" / "records.jsonl").read_text().splitlines()]
+    assert len(a) == len(b) == 40
+    assert max(abs(x - y) for x, y in zip(a, b)) < 1e-12
+
+
+def test_bench_halo_reports_reference_from_same_run():
+    proc = _cli(["bench", "halo", "--dims", "4,4,4,8", "--seconds", "0.2"], np=2)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    r = out["results"][0]
+    assert r["grid"] == [1, 1, 1, 2] and r["partitioned_directions"] == [3]
+    assert r["halo_GBps"] > 0 and r["raw_sendrecv_GBps"] > 0 and "ratio" in r
+
+
+def test_bench_plaquette_reports_copy_bandwidth():
+    proc = _cli(["bench", "plaquette", "--dims", "4,4,4,4", "--seconds", "0.2"])
+    assert proc.returncode == 0, proc.stderr
+    r = json.loads(proc.stdout)["results"][0]
+    assert r["GFLOPs"] > 0 and r["copy_GBps"] > 0 and 0 < r["ratio"]
