@@ -13,7 +13,7 @@ from lattice_hpc.rng import CounterRNG
 
 CASES = [("SU3", (4, 4, 4, 4), [(1, 1, 1, 1), (1, 1, 1, 2), (1, 1, 2, 2)]),
          ("SU2", (4, 4, 4, 4), [(1, 1, 1, 1), (2, 1, 1, 1)]),
-         ("U1", (6, 8), [(1, 1), (1, 2), (2, 2)])]
+         ("U1", (8, 8), [(1, 1), (1, 2), (2, 2)])]
 
 
 @pytest.mark.parametrize("name,dims,grids", CASES)
