@@ -130,21 +130,3 @@ class CartGrid:
             self.comm.mpi.Recv(buf, source=r, tag=77)
             out.append((self.coords_of(r), buf))
         return out
-
-    def scatter_blocks(self, blocks_by_rank, template: np.ndarray, root: int = 0) -> np.ndarray:
-        """Collective: ``root`` sends ``blocks_by_rank[r]`` to rank ``r``; returns this rank's block.
-
-        ``template`` gives the shape and dtype of the block on every rank.
-        """
-        if self.size == 1:
-            return np.ascontiguousarray(blocks_by_rank[0])
-        out = np.empty_like(template)
-        if self.rank == root:
-            for r in range(self.size):
-                if r == root:
-                    out[...] = blocks_by_rank[r]
-                else:
-                    self.comm.mpi.Send(np.ascontiguousarray(blocks_by_rank[r]), dest=r, tag=78)
-        else:
-            self.comm.mpi.Recv(out, source=root, tag=78)
-        return out

@@ -39,11 +39,6 @@ def wilson_action(U, beta: float) -> float:
     return float(beta * (U.lattice.volume * nplanes - sums.sum() / U.N))
 
 
-def local_action_density(U, beta: float, mu: int):
-    """``-(beta/N) Re Tr(U_mu(x) A_mu(x))`` per site: the action terms that contain ``U_mu(x)``."""
-    return -(beta / U.N) * retrace(U.U(mu) @ staple_sum(U, mu))
-
-
 def gauge_force(U, beta: float):
     """``F_mu(x) = -(beta/N) P_TA(U_mu(x) A_mu(x))``, shape ``(ndim, *local, N, N)``.
 

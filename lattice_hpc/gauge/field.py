@@ -154,18 +154,3 @@ class GaugeField:
         for coords, block in blocks:
             out[(slice(None),) + lat.block_slices(coords)] = block
         return out
-
-    @classmethod
-    def scatter(cls, lattice, group, global_links, backend=DEFAULT, depth=1, root: int = 0):
-        """Collective: distribute a global field held on ``root`` (layout of :meth:`gather`)."""
-        f = cls(lattice, group, backend, depth)
-        grid = lattice.grid
-        blocks = None
-        if grid.rank == root:
-            blocks = [global_links[(slice(None),) + lattice.block_slices(grid.coords_of(r))]
-                      for r in range(grid.size)]
-        template = np.empty((lattice.ndim,) + lattice.shape(0) + (group.N, group.N),
-                            dtype=backend.complex)
-        mine = grid.scatter_blocks(blocks, template, root)
-        f.set_interior(backend.asarray(mine))
-        return f

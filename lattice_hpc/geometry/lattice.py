@@ -47,6 +47,7 @@ class Lattice:
         self.local_volume = math.prod(self.local_dims)
         self.names = direction_names(self.ndim)
         self._halos: dict = {}
+        self._parity_sites: dict = {}
 
     def __repr__(self):
         return (f"Lattice(dims={self.dims}, grid={self.grid.dims}, local={self.local_dims}, "
@@ -120,6 +121,18 @@ class Lattice:
     def parity(self) -> np.ndarray:
         """0 on even sites (even sum of global coordinates), 1 on odd sites; interior shape."""
         return (sum(self.global_coords) % 2).astype(np.int8)
+
+    def parity_sites(self, parity: int, xp=np):
+        """``(mask, sites)`` of the interior sites of ``parity`` as arrays of module ``xp``, cached.
+
+        ``mask`` is the boolean interior mask, ``sites`` their global indices in mask order; cached
+        so that updates in a loop do not rebuild them (nor copy them to the device) every time.
+        """
+        key = (int(parity), xp.__name__)
+        if key not in self._parity_sites:
+            mask = self.parity == parity
+            self._parity_sites[key] = (xp.asarray(mask), xp.asarray(self.global_index[mask]))
+        return self._parity_sites[key]
 
     def block_slices(self, coords: Sequence[int]) -> tuple[slice, ...]:
         """Memory-order slices of the block at grid ``coords`` inside a global (unpadded) array."""

@@ -47,8 +47,7 @@ def update_links(U, beta: float, mu: int, parity: int, kind: str, rng=None, purp
     """
     lat = U.lattice
     xp = U.backend.xp
-    mask = xp.asarray(lat.parity == parity)
-    sites = xp.asarray(lat.global_index[lat.parity == parity])
+    mask, sites = lat.parity_sites(parity, xp)
     view = U.U(mu)
     A = staple_sum(U, mu)[mask].astype(np.complex128)
     link = view[mask].astype(np.complex128)
