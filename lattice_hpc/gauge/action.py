@@ -16,7 +16,7 @@ In the metric ``<X, Y> = -Tr(X Y)`` this makes ``F = -grad S``, and the HMC mome
 
 from __future__ import annotations
 
-from ..groups.linalg import dagger, retrace
+from ..groups.linalg import dagger
 from .observables import plaquette_plane_sums
 
 
