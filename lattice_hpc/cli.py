@@ -1,6 +1,8 @@
 """The ``lattice-hpc`` command.
 
     lattice-hpc run JOB.toml [--set section.key=value ...]
+    lattice-hpc measure FILE [--format auto|nersc|ildg|milc|openqcd|hdf5] [--observables LIST] [--grid G]
+    lattice-hpc convert IN OUT --to nersc|ildg|hdf5 [--precision auto|single|double] [--force]
     lattice-hpc bench halo [--dims D ...] [--grid G] [--field links|spinor|scalar] [--depth H] [--codim C]
     lattice-hpc bench plaquette [--dims D ...] [--grid G] [--group SU3] [--precision double|single]
 
@@ -29,6 +31,28 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("job", help="job file (see jobs/)")
     r.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a job-file entry, e.g. --set action.beta=5.7 (repeatable)")
+
+    m = sub.add_parser("measure", help="read a gauge configuration, verify it, print observables")
+    m.add_argument("file")
+    m.add_argument("--format", default="auto",
+                   choices=["auto", "nersc", "ildg", "milc", "openqcd", "hdf5"])
+    m.add_argument("--observables", default=None,
+                   help="comma-separated extra observables: polyakov (pion needs issue 4)")
+    m.add_argument("--kappa", type=float, default=None)
+    m.add_argument("--csw", type=float, default=None)
+    m.add_argument("--grid", default="auto")
+
+    c = sub.add_parser("convert", help="convert a gauge configuration between formats")
+    c.add_argument("input")
+    c.add_argument("output")
+    c.add_argument("--to", required=True, choices=["nersc", "ildg", "hdf5"])
+    c.add_argument("--format", default="auto",
+                   choices=["auto", "nersc", "ildg", "milc", "openqcd", "hdf5"],
+                   help="format of the input (default: detected)")
+    c.add_argument("--precision", default="auto", choices=["auto", "single", "double"],
+                   help="precision of the output (default: that of the input)")
+    c.add_argument("--grid", default="auto")
+    c.add_argument("--force", action="store_true", help="replace an existing output file")
 
     b = sub.add_parser("bench", help="benchmarks with in-run reference figures")
     bsub = b.add_subparsers(dest="kernel", required=True)
@@ -60,6 +84,10 @@ def main(argv=None) -> int:
             from .driver import run_job
 
             result = run_job(args.job, args.overrides, comm)
+        elif args.command in ("measure", "convert"):
+            from .driver import files
+
+            result = getattr(files, args.command)(args, comm)
         else:
             if args.kernel == "halo":
                 from .bench.halo import run

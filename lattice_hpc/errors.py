@@ -20,3 +20,11 @@ class ConfigError(LatticeError):
 
 class BackendError(LatticeError):
     """The requested array backend or precision is not available."""
+
+
+class FormatError(LatticeError):
+    """A gauge-configuration file is unreadable, inconsistent or fails its checksum (names the file)."""
+
+
+class CheckpointError(LatticeError):
+    """A checkpoint cannot be used: corrupt, truncated, or from a different job (names the file)."""

@@ -27,7 +27,7 @@ except ImportError:  # pragma: no cover - exercised on machines without mpi4py
 _OPS = {}
 if MPI is not None:
     _OPS = {"sum": MPI.SUM, "max": MPI.MAX, "min": MPI.MIN, "prod": MPI.PROD,
-            "lor": MPI.LOR, "land": MPI.LAND}
+            "lor": MPI.LOR, "land": MPI.LAND, "bxor": MPI.BXOR}
 
 
 class Communicator:
@@ -64,7 +64,7 @@ class Communicator:
         Arrays are reduced element-wise with the buffer interface; scalars with the object interface.
         On one process the value is returned unchanged (a copy for arrays).
         """
-        if op not in ("sum", "max", "min", "prod", "lor", "land"):
+        if op not in ("sum", "max", "min", "prod", "lor", "land", "bxor"):
             raise ValueError(f"unknown reduction {op!r}")
         if isinstance(value, np.ndarray):
             if self.mpi is None or self.size == 1:

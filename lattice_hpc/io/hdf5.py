@@ -1,0 +1,42 @@
+"""HDF5 gauge files: lattice_hpc checkpoints read and written as a configuration format.
+
+``lattice-hpc convert IN OUT --to hdf5`` writes a checkpoint (:mod:`.checkpoint`) that holds only
+the field and its provenance; ``measure`` reads the field of any checkpoint.  The checksum is
+the SciDAC checksum of the field at the stored precision, so it equals the ``scidac-checksum`` of
+an ILDG file of the same field and precision.
+"""
+
+from __future__ import annotations
+
+from ..errors import FormatError
+from .checkpoint import Checkpoint, CheckpointError, probe as probe_checkpoint, read_checkpoint, \
+    write_checkpoint
+from .gaugefile import FileInfo
+
+
+def probe(path: str, size: int) -> FileInfo:
+    try:
+        head = probe_checkpoint(path)
+    except CheckpointError as exc:
+        raise FormatError(str(exc)) from None
+    return FileInfo(path, "hdf5", head["dims"], head["precision"], "=", group=head["group"])
+
+
+def read_field(info: FileInfo, lattice, backend):
+    """Collective: the field of checkpoint ``info.path`` (checksum verified)."""
+    try:
+        ck = read_checkpoint(info.path, lattice, backend)
+    except CheckpointError as exc:
+        raise FormatError(str(exc)) from None
+    info.meta = {"provenance": ck.provenance}
+    return ck.field, "ok"
+
+
+def write(path: str, field, precision: str, meta: dict) -> FileInfo:
+    """Collective: write ``field`` as a checkpoint without chain state."""
+    lat = field.lattice
+    prov = {"creator": "lattice_hpc convert", "mpi_size": lat.comm.size, "grid": list(lat.grid.dims),
+            **meta}
+    checksum = write_checkpoint(path, Checkpoint(field, precision, provenance=prov))
+    return FileInfo(path, "hdf5", lat.dims, precision, "=", group=field.group.name,
+                    checks={"scidac": tuple(int(v, 16) for v in checksum.split())})
