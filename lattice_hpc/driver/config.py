@@ -2,7 +2,8 @@
 
 Schema (defaults in brackets)::
 
-    [job]      type ["quenched"], name ["run"]
+    [job]      type ["quenched"], name ["run"], max_seconds [0] (stop cleanly, with a checkpoint,
+               before this much wall-clock time has passed; 0 = no limit)
     [lattice]  dims (required, e.g. [8, 8, 8, 8]), grid ["auto"] (e.g. "1,1,1,2")
     [action]   group ["SU3"] (U1, SU2, SU3, SU<N>), beta (required)
     [update]   start ["hot"] (cold | hot | near_identity), heatbath [1] (sweeps per step),
@@ -11,6 +12,13 @@ Schema (defaults in brackets)::
     [backend]  name ["numpy"] (numpy | cupy), precision ["double"] (double | single)
     [output]   dir ["runs/{name}"] (relative to the working directory; {name} is job.name),
                log_every [1]
+    [checkpoint] every [50] (steps between checkpoints; one is always written at the end),
+               keep [2] (newest checkpoints kept), precision ["auto"] (auto = the run's precision)
+
+Resuming: a run directory that holds a checkpoint is continued from it.  The keys in
+:data:`CHAIN_KEYS` define the Markov chain; changing any of them refuses to resume (the message
+names them).  Other keys (the number of measurements, the process grid, output, checkpoint
+intervals, the array backend) may change between segments of a run.
 
 Every rank reads and validates the file itself, so a bad file stops every rank with the same
 message; the driver then checks that the resolved configuration is identical on all ranks.
@@ -29,7 +37,7 @@ from ..errors import ConfigError
 REQUIRED = object()
 
 SCHEMA = {
-    "job": {"type": ("quenched", str), "name": ("run", str)},
+    "job": {"type": ("quenched", str), "name": ("run", str), "max_seconds": (0.0, float)},
     "lattice": {"dims": (REQUIRED, list), "grid": ("auto", str)},
     "action": {"group": ("SU3", str), "beta": (REQUIRED, float)},
     "update": {"start": ("hot", str), "heatbath": (1, int), "overrelax": (4, int),
@@ -37,16 +45,28 @@ SCHEMA = {
                "seed": (1, int)},
     "backend": {"name": ("numpy", str), "precision": ("double", str)},
     "output": {"dir": ("runs/{name}", str), "log_every": (1, int)},
+    "checkpoint": {"every": (50, int), "keep": (2, int), "precision": ("auto", str)},
+}
+
+CHAIN_KEYS = {
+    "job": ("type",),
+    "lattice": ("dims",),
+    "action": ("group", "beta"),
+    "update": ("start", "heatbath", "overrelax", "thermalize", "measure_every", "seed"),
+    "backend": ("precision",),
 }
 
 CHOICES = {
     ("update", "start"): ("cold", "hot", "near_identity"),
     ("backend", "name"): ("numpy", "cupy"),
     ("backend", "precision"): ("double", "single"),
+    ("checkpoint", "precision"): ("auto", "double", "single"),
 }
 
-NON_NEGATIVE = {("update", k) for k in ("heatbath", "overrelax", "thermalize", "seed")}
-POSITIVE = {("update", "measure"), ("update", "measure_every"), ("output", "log_every")}
+NON_NEGATIVE = {("update", k) for k in ("heatbath", "overrelax", "thermalize", "seed")} | \
+    {("checkpoint", "every"), ("job", "max_seconds")}
+POSITIVE = {("update", "measure"), ("update", "measure_every"), ("output", "log_every"),
+            ("checkpoint", "keep")}
 
 
 def load_config(path, overrides=()) -> dict:
@@ -141,3 +161,15 @@ def validate(raw: dict, source: str = "job file") -> dict:
 def config_hash(cfg: dict) -> str:
     """SHA-256 of the canonical JSON of a resolved configuration."""
     return hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()
+
+
+def chain_changes(old: dict, new: dict) -> list[str]:
+    """The :data:`CHAIN_KEYS` whose values differ between two resolved configurations."""
+    out = []
+    for section, keys in CHAIN_KEYS.items():
+        for key in keys:
+            a = old.get(section, {}).get(key)
+            b = new.get(section, {}).get(key)
+            if a != b:
+                out.append(f"{section}.{key}: {a!r} -> {b!r}")
+    return out

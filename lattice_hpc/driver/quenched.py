@@ -3,7 +3,15 @@
 One step is ``update.heatbath`` heatbath sweeps followed by ``update.overrelax`` overrelaxation
 sweeps.  After ``update.thermalize`` steps, every ``update.measure_every``-th step is measured
 (plaquette total/spatial/temporal, link trace, Polyakov loop) until ``update.measure`` measurements
-are taken.  The summary gives ``[mean, error]`` per observable (binned jackknife).
+are taken.  The summary gives ``[mean, error]`` per observable (binned jackknife) over all
+records of the run, across resumed segments.
+
+Chain state (checkpointed every ``checkpoint.every`` steps and at the end): ``step`` (steps done),
+``sweep`` (heatbath sweeps done: the RNG counter of the next sweep) and ``records`` (records
+written).  Heatbath sweep ``s`` draws from the purpose ``("heatbath", s, ...)`` of the counter-based
+generator, so the seed and ``sweep`` are the generator's whole state and a resumed chain is the
+uninterrupted one.  ``job.max_seconds`` stops the segment cleanly (checkpoint, partial summary)
+before the wall-clock limit of a batch job.
 """
 
 from __future__ import annotations
@@ -30,19 +38,25 @@ def start_field(cfg, lattice, group, backend, rng):
     return U
 
 
-def run_quenched(cfg: dict, lattice, rundir, log) -> dict:
-    """Collective: run the chain described by ``cfg`` on ``lattice``; returns the summary."""
+def run_quenched(cfg: dict, lattice, rundir, log, ckpt) -> dict:
+    """Collective: run (or continue) the chain described by ``cfg``; returns the summary."""
     up = cfg["update"]
     beta = cfg["action"]["beta"]
     group = get_group(cfg["action"]["group"])
     backend = Backend(cfg["backend"]["name"], cfg["backend"]["precision"])
     rng = CounterRNG(up["seed"])
-    U = start_field(cfg, lattice, group, backend, rng)
+    if ckpt.resumed is not None:
+        U = ckpt.resumed.field
+        first, sweep = ckpt.resumed.state["step"], ckpt.resumed.state["sweep"]
+    else:
+        U = start_field(cfg, lattice, group, backend, rng)
+        first, sweep = 0, 0
     steps = up["thermalize"] + up["measure"] * up["measure_every"]
-    series: dict[str, list] = {}
+    max_seconds = cfg["job"]["max_seconds"]
     t0 = time.perf_counter()
-    sweep = 0
-    for step in range(steps):
+    step = first
+    saved = None
+    while step < steps:
         for _ in range(up["heatbath"]):
             heatbath_sweep(U, beta, rng, sweep)
             sweep += 1
@@ -53,20 +67,40 @@ def run_quenched(cfg: dict, lattice, rundir, log) -> dict:
         obs = measure_all(U) if measured or logged else None
         elapsed = time.perf_counter() - t0
         if measured:
-            flat = _flatten(obs)
-            for k, v in flat.items():
-                series.setdefault(k, []).append(v)
-            rundir.record({"step": step, "seconds": round(elapsed, 4), **flat})
+            rundir.record({"step": step, "seconds": round(elapsed, 4), **_flatten(obs)})
+        step += 1
+        done = step - first
         if logged:
-            eta = elapsed / (step + 1) * (steps - step - 1)
-            log.info("step %d/%d%s plaquette %.8f  %.3f s/step  ETA %s", step + 1, steps,
-                     " (thermalizing)" if step < up["thermalize"] else "", obs["plaquette"],
-                     elapsed / (step + 1), _hms(eta))
+            eta = elapsed / done * (steps - step)
+            log.info("step %d/%d%s plaquette %.8f  %.3f s/step  ETA %s", step, steps,
+                     " (thermalizing)" if step <= up["thermalize"] else "", obs["plaquette"],
+                     elapsed / done, _hms(eta))
+        if ckpt.due(step) or step == steps:
+            saved = ckpt.save(step, U, {"sweep": sweep, "records": rundir.count})
+        # stop early when the next step (and a checkpoint) might not fit: rank 0 decides for all
+        if max_seconds > 0 and step < steps:
+            per_step = (time.perf_counter() - t0) / done
+            stop = lattice.comm.bcast(time.perf_counter() - t0 + 2 * per_step > max_seconds)
+            if stop:
+                if saved is None or not saved.endswith(f"{step:08d}.h5"):
+                    saved = ckpt.save(step, U, {"sweep": sweep, "records": rundir.count})
+                log.warning("stopping at step %d/%d to stay within job.max_seconds = %g; run the "
+                            "same command again to continue", step, steps, max_seconds)
+                break
+    if saved is None and first == steps:  # nothing to do: the run was already complete
+        log.info("the run is already complete (%d steps); reporting its summary", steps)
+    series: dict[str, list] = {}
+    for rec in rundir.read_records():
+        for k, v in rec.items():
+            if k not in ("step", "seconds"):
+                series.setdefault(k, []).append(v)
     summary = {k: mean_and_error(v) for k, v in series.items()}
-    summary["steps"] = steps
-    summary["measurements"] = up["measure"]
-    summary["seconds"] = round(time.perf_counter() - t0, 3)
-    summary["seconds_per_step"] = round(summary["seconds"] / max(steps, 1), 5)
+    seconds = time.perf_counter() - t0
+    summary.update({"steps": step, "steps_target": steps, "complete": step >= steps,
+                    "measurements": len(series.get("plaquette", [])),
+                    "steps_this_segment": step - first, "seconds": round(seconds, 3),
+                    "seconds_per_step": round(seconds / max(step - first, 1), 5),
+                    "checkpoint": saved or (ckpt.resumed.path if ckpt.resumed else None)})
     return summary
 
 

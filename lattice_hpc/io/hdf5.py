@@ -37,6 +37,7 @@ def write(path: str, field, precision: str, meta: dict) -> FileInfo:
     lat = field.lattice
     prov = {"creator": "lattice_hpc convert", "mpi_size": lat.comm.size, "grid": list(lat.grid.dims),
             **meta}
-    checksum = write_checkpoint(path, Checkpoint(field, precision, provenance=prov))
+    # write_gauge has already refused an existing path unless told to overwrite
+    checksum = write_checkpoint(path, Checkpoint(field, precision, provenance=prov), overwrite=True)
     return FileInfo(path, "hdf5", lat.dims, precision, "=", group=field.group.name,
                     checks={"scidac": tuple(int(v, 16) for v in checksum.split())})

@@ -77,8 +77,8 @@ def read_field(info: FileInfo, lattice, backend):
     bwd = np.zeros_like(fwd)  # bwd[y, mu] = U_mu(y - mu), on odd sites y
     for q in range(4):
         mu = (q + 3) % 4  # openQCD direction q -> ours (0 = t -> 3, 1..3 -> 0..2)
-        fwd[t, z, y, x, mu] = rec[..., 2 * q]
-        bwd[t, z, y, x, mu] = rec[..., 2 * q + 1]
+        fwd[t, z, y, x, mu] = rec[:, :, :, :, 2 * q]
+        bwd[t, z, y, x, mu] = rec[:, :, :, :, 2 * q + 1]
     # even sites y: U_mu(y) = bwd(y + mu, mu): exchange the bwd field's faces
     group = get_group("SU3")
     B = GaugeField(lattice, group, depth=1)
