@@ -77,7 +77,9 @@ def run_job(path: str, overrides, comm: Communicator) -> dict | None:
         _refuse_changes(run_dir, "config.json", previous.get("config", {}), cfg)
     store = CheckpointStore(os.path.join(run_dir, "checkpoints"), comm, cfg["checkpoint"]["keep"], log)
     backend = Backend(cfg["backend"]["name"], cfg["backend"]["precision"])
-    resumed = store.load_latest(lattice, backend) if previous is not None else None
+    # checkpoints are looked for even without config.json (copied in by hand): never ignored,
+    # since later saves would prune them
+    resumed = store.load_latest(lattice, backend)
     if resumed is not None:
         _refuse_changes(run_dir, resumed.path, resumed.config or {}, cfg)
         log.info("resuming from %s (step %d)", resumed.path, resumed.state["step"])
