@@ -4,6 +4,7 @@
     lattice-hpc measure FILE [--format auto|nersc|ildg|milc|openqcd|hdf5] [--observables LIST] [--grid G]
     lattice-hpc convert IN OUT --to nersc|ildg|hdf5 [--precision auto|single|double] [--force]
     lattice-hpc bench halo [--dims D ...] [--grid G] [--field links|spinor|scalar] [--depth H] [--codim C]
+    lattice-hpc bench io [--dims D ...] [--grid G] [--precision double|single] [--dir DIR]
     lattice-hpc bench plaquette [--dims D ...] [--grid G] [--group SU3] [--precision double|single]
 
 Runs the same under ``mpirun -n N`` as serially.  Only rank 0 prints results: one JSON object on
@@ -65,6 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="1: faces only (direct strategy); default: full halo (slab strategy)")
     h.add_argument("--backend", choices=["numpy", "cupy"], default="numpy")
     h.add_argument("--seconds", type=float, default=2.0, help="time budget per lattice size")
+    o = bsub.add_parser("io", help="checkpoint write/read vs raw sequential I/O of the same bytes")
+    o.add_argument("--dims", nargs="+", default=["16,16,16,16", "24,24,24,24"])
+    o.add_argument("--grid", default="auto")
+    o.add_argument("--precision", choices=["double", "single"], default="double")
+    o.add_argument("--dir", default=".", help="directory to write in (a temporary subdirectory)")
+    o.add_argument("--seconds", type=float, default=5.0, help="time budget per lattice size")
     q = bsub.add_parser("plaquette", help="plaquette kernel vs copy bandwidth")
     q.add_argument("--dims", nargs="+", default=["8,8,8,8", "16,16,16,16"])
     q.add_argument("--grid", default="auto")
@@ -91,6 +98,8 @@ def main(argv=None) -> int:
         else:
             if args.kernel == "halo":
                 from .bench.halo import run
+            elif args.kernel == "io":
+                from .bench.io import run
             else:
                 from .bench.plaquette import run
             result = run(args, comm)

@@ -60,12 +60,16 @@ def test_run_prints_results_and_writes_run_dir(job, tmp_path):
 
 
 def test_existing_run_dir_is_not_overwritten(job, tmp_path):
-    assert _cli(["run", str(job)]).returncode == 0
+    """A finished run started again resumes at its end: records and results stay as they were."""
+    first = _cli(["run", str(job)])
+    assert first.returncode == 0
     before = (tmp_path / "run" / "records.jsonl").read_text()
     proc = _cli(["run", str(job)])
-    assert proc.returncode == 2
-    assert "already holds records.jsonl" in proc.stderr and str(tmp_path / "run") in proc.stderr
+    assert proc.returncode == 0, proc.stderr
+    assert "already complete" in proc.stderr
     assert (tmp_path / "run" / "records.jsonl").read_text() == before
+    a, b = json.loads(first.stdout), json.loads(proc.stdout)
+    assert a["plaquette"] == b["plaquette"] and b["steps_this_segment"] == 0
 
 
 @pytest.mark.parametrize("override,message", [

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 import traceback
 
 import numpy as np
@@ -148,7 +149,6 @@ def wtime() -> float:
     """Wall-clock time in seconds (``MPI.Wtime`` when available)."""
     if MPI is not None:
         return MPI.Wtime()
-    import time
 
     return time.perf_counter()
 
@@ -189,6 +189,7 @@ def install_abort_handler() -> None:
         sys.stderr.write("".join(prefix + line + "\n" for line in text.rstrip().splitlines()))
         sys.stderr.write(prefix + "aborting the whole job (MPI_Abort)\n")
         sys.stderr.flush()
+        time.sleep(0.3)  # let the process manager forward the message before the job is killed
         MPI.COMM_WORLD.Abort(1)
 
     sys.excepthook = hook

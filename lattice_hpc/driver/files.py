@@ -59,4 +59,6 @@ def convert(args, comm) -> dict:
             out["checksum"] = " ".join(f"{v:08x}" for v in val)
         elif key == "nersc_checksum":
             out["checksum"] = f"{val:08x}"
+        elif key == "checksum":
+            out["checksum"] = val
     return out

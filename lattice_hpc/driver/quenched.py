@@ -47,6 +47,7 @@ def run_quenched(cfg: dict, lattice, rundir, log, ckpt) -> dict:
     rng = CounterRNG(up["seed"])
     if ckpt.resumed is not None:
         U = ckpt.resumed.field
+        U.refresh()
         first, sweep = ckpt.resumed.state["step"], ckpt.resumed.state["sweep"]
     else:
         U = start_field(cfg, lattice, group, backend, rng)

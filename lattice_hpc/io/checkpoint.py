@@ -2,10 +2,13 @@
 
 File layout (``format = "lattice_hpc-checkpoint"``, ``format_version = 1``)::
 
-    /gauge/links        dataset (L_t, ..., L_x, ndim, N, N), complex128 or complex64: the global
-                        field in the ILDG site order; each rank writes its block as a hyperslab
-                        (collective ``mpio`` transfer), so any number of ranks can read it back.
-        attrs: group, dims, precision, scidac_checksum ("suma sumb", hex), plaquette
+    /gauge/links        dataset (ndim, L_t, ..., L_x, N, N), complex128 or complex64: the global
+                        field, per direction the sites in the ILDG order (x fastest) -- the field's
+                        own memory layout without halos, so each rank moves its block between the
+                        file and the interior of its padded array in one collective hyperslab
+                        transfer (``mpio``), with no reordering copy; any number of ranks can
+                        read it back.
+        attrs: group, dims, precision, checksum ("lhpc1 s1 s2", hex; see below)
     /rng                attrs: generator, seed (the generator is counter based: seed + the chain's
                         counters in /chain are its whole state)
     /chain              attrs: state (JSON: step, sweep or trajectory index, ...), config (JSON),
@@ -15,9 +18,10 @@ File layout (``format = "lattice_hpc-checkpoint"``, ``format_version = 1``)::
                         ``torch.load(..., weights_only=True)`` by their owner)
     root attrs: format, format_version, complete = 1 (set last)
 
-The checksum is the SciDAC checksum (:mod:`.checksums`) of the field as an ILDG file of the same
-precision would store it (big-endian, per site the directions, each row-major ``N x N``), computed
-in parallel: an ILDG file converted from a checkpoint carries the same ``suma sumb``.
+The checksum (:func:`.checksums.lattice_checksum_partial`) is two 64-bit position-weighted sums
+over the stored words of every link (record ``i = r * ndim + mu`` for site ``r``), computed by
+each rank over its block and summed modulo 2^64: independent of the decomposition, and computed
+at memory speed (a per-site CRC such as SciDAC's costs more than the I/O itself in Python).
 
 Durability: the file is written under a temporary name in the same directory, flushed, closed and
 fsynced, then renamed onto its final name (and the directory fsynced).  A file under a final name
@@ -35,17 +39,19 @@ import json
 import os
 import re
 import signal
+import weakref
 from dataclasses import dataclass, field as dc_field
 
 import numpy as np
 
 from ..comm.fileio import open_h5
 from ..errors import CheckpointError, FormatError
-from ..gauge import plaquette
 from ..groups import get_group
-from .checksums import reduce_xor, scidac_partial
-from .gaugefile import FileInfo, commit, encode, on_root, temporary_name
-from .sites import block_geometry, field_to_sites, sites_to_field
+from .checksums import lattice_checksum_partial, record_keys, reduce_sum64
+from .gaugefile import commit, on_root, temporary_name
+from .sites import block_geometry
+from ..backend import Backend
+from ..gauge import GaugeField
 
 FORMAT = "lattice_hpc-checkpoint"
 FORMAT_VERSION = 1
@@ -71,12 +77,33 @@ class Checkpoint:
     path: str | None = None
 
 
-def field_checksum(sites: np.ndarray, lattice, group_name: str, precision: str) -> str:
-    """Collective: SciDAC checksum (``"suma sumb"``) of site-major ``sites`` at ``precision``."""
-    info = FileInfo("", "hdf5", lattice.dims, precision, ">", get_group(group_name).N,
-                    group=group_name)
-    a, b = reduce_xor(lattice.comm, scidac_partial(encode(sites, info), lattice.global_index))
-    return f"{a:08x} {b:08x}"
+def field_checksum(links: np.ndarray, lattice) -> str:
+    """Collective: checksum ``"lhpc1 <s1> <s2>"`` of interior links ``(ndim, *local, N, N)`` (host,
+    stored dtype; a strided view of a padded array is fine)."""
+    N = links.shape[-1]
+    words = links.view("<u8").reshape(links.shape[:-2] + (N * links.shape[-1] * links.itemsize // 8,))
+    s1, s2 = reduce_sum64(lattice.comm, lattice_checksum_partial(words, _record_keys(lattice)))
+    return f"lhpc1 {s1:016x} {s2:016x}"
+
+
+_KEYS = weakref.WeakKeyDictionary()
+
+
+def _record_keys(lattice):
+    """Record keys of this rank's links (``r * ndim + mu``, ``(ndim, *local)``), cached per lattice."""
+    keys = _KEYS.get(lattice)
+    if keys is None:
+        mu = np.arange(lattice.ndim, dtype=np.int64).reshape((-1,) + (1,) * lattice.ndim)
+        keys = record_keys(lattice.global_index[None] * lattice.ndim + mu)
+        _KEYS[lattice] = keys
+    return keys
+
+
+def _interior_host(U, dtype):
+    """Host view (or copy) of the interior links of ``U`` in ``dtype``, and the padded source."""
+    links = U.backend.asnumpy(U.links)
+    view = U.lattice.view(links, U.depth, None, lead=1)
+    return view if view.dtype == dtype else view.astype(dtype)
 
 
 _saves = 0
@@ -109,9 +136,8 @@ def write_checkpoint(path: str, ckpt: Checkpoint, overwrite: bool = False) -> st
                        "rng": ckpt.rng, "arrays": ckpt.arrays, "blobs": ckpt.blobs,
                        "prov": ckpt.provenance})
     dtype = np.complex64 if ckpt.precision == "single" else np.complex128
-    sites = field_to_sites(U).astype(dtype)
-    checksum = field_checksum(sites, lat, U.group.name, ckpt.precision)
-    plaq = plaquette(U)["plaquette"]
+    links = _interior_host(U, dtype)
+    checksum = field_checksum(links, lat)
     gshape, start, shape = block_geometry(lat)
     tmp = temporary_name(path, comm)
     on_root(comm, os.makedirs, os.path.dirname(os.path.abspath(path)) or ".", 0o777, True)
@@ -121,11 +147,15 @@ def write_checkpoint(path: str, ckpt: Checkpoint, overwrite: bool = False) -> st
         f.attrs["format_version"] = FORMAT_VERSION
         g = f.create_group("gauge")
         g.attrs.update({"group": U.group.name, "dims": list(lat.dims), "precision": ckpt.precision,
-                        "scidac_checksum": checksum, "plaquette": plaq})
-        d = g.create_dataset("links", gshape + (lat.ndim, U.N, U.N), dtype=dtype)
-        sel = tuple(slice(s, s + n) for s, n in zip(start, shape))
+                        "checksum": checksum})
+        d = g.create_dataset("links", (lat.ndim,) + gshape + (U.N, U.N), dtype=dtype)
+        sel = (slice(None),) + tuple(slice(s, s + n) for s, n in zip(start, shape))
         with _transfer(d):
-            d[sel] = sites
+            if links.flags.c_contiguous:
+                d[sel] = links
+            else:  # the interior of the padded array: HDF5 gathers it (no copy here)
+                pad = U.backend.asnumpy(U.links)
+                d.write_direct(pad, source_sel=_interior_sel(U), dest_sel=sel)
         _fault_point()
         r = f.create_group("rng")
         r.attrs.update({k: json.dumps(v) if isinstance(v, (dict, list)) else v
@@ -174,6 +204,8 @@ def probe(path: str) -> dict:
 def read_checkpoint(path: str, lattice, backend=None) -> Checkpoint:
     """Collective: read the checkpoint ``path`` onto ``lattice`` (any process grid).
 
+    The field comes back with a stale halo (call ``refresh()`` before reading neighbours).
+
     Raises :class:`CheckpointError` on every rank if the file is unreadable, incomplete, from a
     lattice of other dimensions, or fails its checksum.
     """
@@ -186,11 +218,17 @@ def read_checkpoint(path: str, lattice, backend=None) -> Checkpoint:
         raise CheckpointMismatch(f"{path}: checkpoint of a {','.join(map(str, head['dims']))} lattice, "
                               f"but this job's lattice is {','.join(map(str, lattice.dims))}")
     group = get_group(head["group"])
-    expect = tuple(reversed(lattice.dims)) + (lattice.ndim, group.N, group.N)
+    expect = (lattice.ndim,) + tuple(reversed(lattice.dims)) + (group.N, group.N)
     if head["shape"] != expect:
         raise CheckpointError(f"{path}: gauge/links has shape {head['shape']}, expected {expect}")
-    gshape, start, shape = block_geometry(lattice)
-    sel = tuple(slice(s, s + n) for s, n in zip(start, shape))
+    _gshape, start, shape = block_geometry(lattice)
+    sel = (slice(None),) + tuple(slice(s, s + n) for s, n in zip(start, shape))
+    precision = head["precision"]
+    stored = np.complex64 if precision == "single" else np.complex128
+    backend = backend or Backend("numpy", "double")
+    field = GaugeField(lattice, group, backend, depth=1)
+    host = field.links if backend.name == "numpy" and field.links.dtype == stored else \
+        np.zeros(field.links.shape, dtype=stored)
     error = None
     try:
         f = open_h5(path, "r", comm)
@@ -198,8 +236,8 @@ def read_checkpoint(path: str, lattice, backend=None) -> Checkpoint:
         raise CheckpointError(f"{path}: cannot open ({exc}): truncated or corrupt file") from None
     try:
         d = f["gauge/links"]
-        with _transfer(d):
-            sites = d[sel]
+        with _transfer(d):  # straight into the interior of the padded array
+            d.read_direct(host, source_sel=sel, dest_sel=_interior_sel(field))
         attrs = dict(f["gauge"].attrs)
         state = json.loads(f["chain"].attrs["state"])
         config = json.loads(f["chain"].attrs["config"])
@@ -216,13 +254,20 @@ def read_checkpoint(path: str, lattice, backend=None) -> Checkpoint:
     errors = comm.allgather(error)
     if any(errors):
         raise CheckpointError(next(e for e in errors if e))
-    precision = str(attrs["precision"])
-    checksum = field_checksum(sites, lattice, group.name, precision)
-    if checksum != str(attrs["scidac_checksum"]):
-        raise CheckpointError(f"{path}: checksum mismatch: stored {attrs['scidac_checksum']}, data "
+    checksum = field_checksum(lattice.view(host, 1, None, lead=1), lattice)
+    if checksum != str(attrs["checksum"]):
+        raise CheckpointError(f"{path}: checksum mismatch: stored {attrs['checksum']}, data "
                               f"{checksum}: corrupt checkpoint")
-    field = sites_to_field(lattice, group, sites.astype(np.complex128), backend)
+    if host is not field.links:
+        field.set_interior(backend.asarray(lattice.view(host, 1, None, lead=1)))
+    field.mark_stale()  # the halo is not read: refresh() before using neighbours
     return Checkpoint(field, precision, state, config, chash, rng, arrays, blobs, prov, path)
+
+
+def _interior_sel(U):
+    """Selection of the interior of ``U.links`` (for HDF5 ``read_direct``/``write_direct``)."""
+    h = U.depth
+    return (slice(None),) + tuple(slice(h, h + L) for L in reversed(U.lattice.local_dims))
 
 
 def _transfer(dset):

@@ -1,9 +1,8 @@
 """HDF5 gauge files: lattice_hpc checkpoints read and written as a configuration format.
 
 ``lattice-hpc convert IN OUT --to hdf5`` writes a checkpoint (:mod:`.checkpoint`) that holds only
-the field and its provenance; ``measure`` reads the field of any checkpoint.  The checksum is
-the SciDAC checksum of the field at the stored precision, so it equals the ``scidac-checksum`` of
-an ILDG file of the same field and precision.
+the field and its provenance; ``measure`` reads the field of any checkpoint and verifies its
+checksum.
 """
 
 from __future__ import annotations
@@ -29,6 +28,7 @@ def read_field(info: FileInfo, lattice, backend):
     except CheckpointError as exc:
         raise FormatError(str(exc)) from None
     info.meta = {"provenance": ck.provenance}
+    ck.field.refresh()
     return ck.field, "ok"
 
 
@@ -40,4 +40,4 @@ def write(path: str, field, precision: str, meta: dict) -> FileInfo:
     # write_gauge has already refused an existing path unless told to overwrite
     checksum = write_checkpoint(path, Checkpoint(field, precision, provenance=prov), overwrite=True)
     return FileInfo(path, "hdf5", lat.dims, precision, "=", group=field.group.name,
-                    checks={"scidac": tuple(int(v, 16) for v in checksum.split())})
+                    checks={"checksum": checksum})

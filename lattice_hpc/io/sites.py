@@ -31,7 +31,7 @@ def sites_to_field(lattice, group, sites: np.ndarray, backend: Backend | None = 
     """A :class:`GaugeField` (halo refreshed: collective) from a site-major block."""
     backend = backend or Backend("numpy", "double")
     U = GaugeField(lattice, group, backend, depth)
-    U.set_interior(backend.asarray(np.moveaxis(sites, -3, 0)).astype(backend.complex))
+    U.set_interior(backend.asarray(np.moveaxis(sites, -3, 0)))  # converts to the field's dtype
     U.refresh()
     return U
 
