@@ -16,4 +16,5 @@ test: install
 
 bench: install
 	mpirun -n 2 lattice-hpc bench halo
+	mpirun -n 2 lattice-hpc bench io
 	lattice-hpc bench plaquette
