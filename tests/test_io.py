@@ -246,3 +246,19 @@ def test_milc_and_shared_sample_copy_is_detected_by_content(tmp_path):
     assert read_gauge(str(dst), self_comm()).info.format == "ildg"
     with pytest.raises(FormatError, match="not a NERSC file"):
         read_gauge(str(dst), self_comm(), fmt="nersc")
+
+
+@pytest.mark.parametrize("bits", [32, 64])
+def test_scidac_file_without_ildg_format_and_without_checksum(tmp_path, bits):
+    """Dims from scidac-private-file-xml, precision from scidac-private-record-xml."""
+    U = _hot_global((4, 4, 4, 8), seed=12)
+    path = str(tmp_path / "scidac.lime")
+    ref.write_ildg(path, U, precision=bits, with_ildg_format=False, with_checksum=True)
+    assert "ildg-format" not in [t for t, _o, _n in ref.read_lime_records(path)]
+    cfg = read_gauge(path, self_comm())
+    assert cfg.info.dims == (4, 4, 4, 8) and cfg.checksum == "ok"
+    want = U if bits == 64 else U.astype(np.complex64).astype(np.complex128)
+    np.testing.assert_array_equal(_gathered_sites(cfg), want)
+    bare = str(tmp_path / "bare.lime")
+    ref.write_ildg(bare, U, precision=bits, with_checksum=False)
+    assert read_gauge(bare, self_comm()).checksum == "absent"
