@@ -21,8 +21,9 @@ from lattice_hpc.groups import get_group
 from lattice_hpc.io import read_gauge, write_gauge
 from lattice_hpc.rng import CounterRNG
 
-DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data")
-DATA = os.environ.get("LATTICE_HPC_SHARED_DATA", DATA)
+# copies of ../shared/data (public configurations; origins in tests/data/README.md), so that a
+# clean clone tests itself wherever it lies
+DATA = os.path.join(os.path.dirname(__file__), "data")
 # (file, format, precision, plaquette, link trace) from ../shared/data/README.md
 SHARED = [
     ("chroma_4x4x4x4.nersc", "nersc", "single", 0.0382422893, 0.4630322094),

@@ -203,8 +203,7 @@ def test_wall_clock_limit_stops_cleanly_and_the_next_run_continues(tmp_path, uni
 
 @pytest.mark.parametrize("ranks", [None, 2])
 def test_bad_files_exit_nonzero_name_the_problem_and_write_nothing(tmp_path, ranks):
-    data = os.environ.get("LATTICE_HPC_SHARED_DATA",
-                          os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data"))
+    data = os.path.join(os.path.dirname(__file__), "data")
     good = open(os.path.join(data, "chroma_4x4x4x4.nersc"), "rb").read()
     cases = {"truncated.nersc": (good[:-64], "truncated"),
              "flipped.nersc": (good[:-5] + bytes([good[-5] ^ 1]) + good[-4:], "checksum mismatch"),
