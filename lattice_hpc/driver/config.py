@@ -3,7 +3,8 @@
 Schema (defaults in brackets)::
 
     [job]      type ["quenched"], name ["run"], max_seconds [0] (stop cleanly, with a checkpoint,
-               before this much wall-clock time has passed; 0 = no limit)
+               before this much wall-clock time has passed; 0 = no limit; SIGTERM/SIGUSR1 also
+               stop cleanly, see lattice_hpc.driver.stopping)
     [lattice]  dims (required, e.g. [8, 8, 8, 8]), grid ["auto"] (e.g. "1,1,1,2")
     [action]   group ["SU3"] (U1, SU2, SU3, SU<N>), beta (required)
     [update]   start ["hot"] (cold | hot | near_identity), heatbath [1] (sweeps per step),

@@ -10,8 +10,8 @@ Chain state (checkpointed every ``checkpoint.every`` steps and at the end): ``st
 ``sweep`` (heatbath sweeps done: the RNG counter of the next sweep) and ``records`` (records
 written).  Heatbath sweep ``s`` draws from the purpose ``("heatbath", s, ...)`` of the counter-based
 generator, so the seed and ``sweep`` are the generator's whole state and a resumed chain is the
-uninterrupted one.  ``job.max_seconds`` stops the segment cleanly (checkpoint, partial summary)
-before the wall-clock limit of a batch job.
+uninterrupted one.  SIGTERM/SIGUSR1 or ``job.max_seconds`` stop the segment cleanly (checkpoint,
+partial summary) before the wall-clock limit of a batch job (:mod:`.stopping`).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from ..gauge import GaugeField, measure_all
 from ..groups import get_group
 from ..rng import CounterRNG
 from ..update import heatbath_sweep, overrelax_sweep
+from .stopping import StopControl
 
 
 def start_field(cfg, lattice, group, backend, rng):
@@ -53,41 +54,43 @@ def run_quenched(cfg: dict, lattice, rundir, log, ckpt) -> dict:
         U = start_field(cfg, lattice, group, backend, rng)
         first, sweep = 0, 0
     steps = up["thermalize"] + up["measure"] * up["measure_every"]
-    max_seconds = cfg["job"]["max_seconds"]
+    stopper = StopControl(lattice.comm, cfg["job"]["max_seconds"])
     t0 = time.perf_counter()
     step = first
     saved = None
-    while step < steps:
-        for _ in range(up["heatbath"]):
-            heatbath_sweep(U, beta, rng, sweep)
-            sweep += 1
-        for _ in range(up["overrelax"]):
-            overrelax_sweep(U, beta)
-        measured = step >= up["thermalize"] and (step - up["thermalize"]) % up["measure_every"] == 0
-        logged = (step + 1) % cfg["output"]["log_every"] == 0 or step == steps - 1
-        obs = measure_all(U) if measured or logged else None
-        elapsed = time.perf_counter() - t0
-        if measured:
-            rundir.record({"step": step, "seconds": round(elapsed, 4), **_flatten(obs)})
-        step += 1
-        done = step - first
-        if logged:
-            eta = elapsed / done * (steps - step)
-            log.info("step %d/%d%s plaquette %.8f  %.3f s/step  ETA %s", step, steps,
-                     " (thermalizing)" if step <= up["thermalize"] else "", obs["plaquette"],
-                     elapsed / done, _hms(eta))
-        if ckpt.due(step) or step == steps:
-            saved = ckpt.save(step, U, {"sweep": sweep, "records": rundir.count})
-        # stop early when the next step (and a checkpoint) might not fit: rank 0 decides for all
-        if max_seconds > 0 and step < steps:
-            per_step = (time.perf_counter() - t0) / done
-            stop = lattice.comm.bcast(time.perf_counter() - t0 + 2 * per_step > max_seconds)
-            if stop:
-                if saved is None or not saved.endswith(f"{step:08d}.h5"):
-                    saved = ckpt.save(step, U, {"sweep": sweep, "records": rundir.count})
-                log.warning("stopping at step %d/%d to stay within job.max_seconds = %g; run the "
-                            "same command again to continue", step, steps, max_seconds)
-                break
+    try:
+        while step < steps:
+            for _ in range(up["heatbath"]):
+                heatbath_sweep(U, beta, rng, sweep)
+                sweep += 1
+            for _ in range(up["overrelax"]):
+                overrelax_sweep(U, beta)
+            measured = step >= up["thermalize"] and (step - up["thermalize"]) % up["measure_every"] == 0
+            logged = (step + 1) % cfg["output"]["log_every"] == 0 or step == steps - 1
+            obs = measure_all(U) if measured or logged else None
+            elapsed = time.perf_counter() - t0
+            if measured:
+                rundir.record({"step": step, "seconds": round(elapsed, 4), **_flatten(obs)})
+            step += 1
+            done = step - first
+            if logged:
+                eta = elapsed / done * (steps - step)
+                log.info("step %d/%d%s plaquette %.8f  %.3f s/step  ETA %s", step, steps,
+                         " (thermalizing)" if step <= up["thermalize"] else "", obs["plaquette"],
+                         elapsed / done, _hms(eta))
+            if ckpt.due(step) or step == steps:
+                saved = ckpt.save(step, U, {"sweep": sweep, "records": rundir.count})
+            if step < steps:
+                now = time.perf_counter() - t0
+                reason = stopper.check(now, now / done)
+                if reason:
+                    if saved is None or not saved.endswith(f"{step:08d}.h5"):
+                        saved = ckpt.save(step, U, {"sweep": sweep, "records": rundir.count})
+                    log.warning("stopping at step %d/%d (%s); run the same command again to continue",
+                                step, steps, reason)
+                    break
+    finally:
+        stopper.close()
     if saved is None and first == steps:  # nothing to do: the run was already complete
         log.info("the run is already complete (%d steps); reporting its summary", steps)
     series: dict[str, list] = {}
