@@ -239,7 +239,7 @@ def test_nersc_two_row_file_reconstructs_the_third_row(tmp_path):
         np.testing.assert_allclose(_gathered_sites(cfg), U, atol=tol)
 
 
-def test_milc_and_shared_sample_copy_is_detected_by_content(tmp_path):
+def test_format_is_detected_by_content(tmp_path):
     """Format detection uses the content, not the file name."""
     src = os.path.join(DATA, "pyquda_4x4x4x8_weak.lime")
     dst = tmp_path / "config.nersc"

@@ -35,7 +35,7 @@ from ..gauge import GaugeField, link_trace, plaquette
 from ..geometry import Lattice
 from ..groups import get_group
 from .checksums import nersc_partial, reduce_sum32, reduce_xor, scidac_partial
-from .sites import block_geometry, field_to_sites, sites_to_field
+from .sites import block_geometry, sites_to_field
 
 FORMATS = ("nersc", "ildg", "milc", "openqcd", "hdf5")
 # header plaquette / link trace must match the data to this (files store ~10 digits, some writers
@@ -252,18 +252,17 @@ def write_gauge(path: str, field: GaugeField, fmt: str, precision: str = "double
     return _module(fmt).write(path, field, precision, comm.bcast(meta))
 
 
-def write_sites_file(path: str, field: GaugeField, info: FileInfo, head: bytes, tail: bytes = b"",
-                     raw: np.ndarray | None = None) -> None:
-    """Collective: ``head`` + the data section (site-major blocks) + ``tail``, atomically.
+def write_sites_file(path: str, field: GaugeField, info: FileInfo, head: bytes, tail: bytes,
+                     raw: np.ndarray) -> None:
+    """Collective: ``head`` + the data section + ``tail``, atomically.
 
-    Rank 0 writes ``head`` and ``tail`` to a temporary file, every rank writes its block at
-    ``len(head)``, the file is synced, then rank 0 renames it onto ``path``.
+    ``raw`` is this rank's block of the data section (:func:`encode`).  Rank 0 writes ``head`` and
+    ``tail`` to a temporary file, every rank writes its block at ``len(head)``, the file is synced,
+    then rank 0 renames it onto ``path``.
     """
     lattice = field.lattice
     comm = lattice.comm
     tmp = temporary_name(path, comm)
-    if raw is None:
-        raw = encode(field_to_sites(field), info)
 
     def prepare():
         with open(tmp, "wb") as fh:

@@ -152,9 +152,9 @@ def write(path: str, field, precision: str, meta: dict) -> FileInfo:
 
     head = records_bytes(range(k + 1))  # ends with the binary record's header
     tail = b"\0" * (lime.pad8(info.data_bytes) - info.data_bytes) + records_bytes(range(k + 1, len(recs)))
-    assert len(head) == offsets[k] and len(head) + lime.pad8(info.data_bytes) + len(tail) - \
-        (lime.pad8(info.data_bytes) - info.data_bytes) == total
-    write_sites_file(path, field, info, head, tail, raw=raw)
+    if len(head) != offsets[k] or len(head) + info.data_bytes + len(tail) != total:
+        raise RuntimeError("LIME layout mismatch (bug)")
+    write_sites_file(path, field, info, head, tail, raw)
     info.data_offset = offsets[k]
     info.checks = {"scidac": (suma, sumb), "plaquette": plaq, "link_trace": trace}
     info.meta = {"lfn": lfn}

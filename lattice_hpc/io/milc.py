@@ -15,15 +15,12 @@ from __future__ import annotations
 
 import struct
 
-import numpy as np
-
 from ..errors import FormatError
 from .checksums import milc_partial, reduce_xor
 from .gaugefile import FileInfo, host_words
 
 MAGIC = 20103
-HEADER_BYTES = 88
-DATA_OFFSET = 96
+DATA_OFFSET = 96  # 88 header bytes, then the two checksum words
 
 
 def probe(path: str, size: int) -> FileInfo:
@@ -63,6 +60,3 @@ def verify(info: FileInfo, raw, lattice) -> str:
                           f"data {got[0]:x} {got[1]:x}: corrupt file")
     return "ok"
 
-
-def write(path, field, precision, meta):  # pragma: no cover - not offered
-    raise FormatError(f"{path}: writing MILC files is not supported; use nersc or ildg")

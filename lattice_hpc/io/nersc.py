@@ -133,7 +133,7 @@ def write(path: str, field, precision: str, meta: dict) -> FileInfo:
               f"CREATION_DATE = {date}", f"FLOATING_POINT = {'IEEE32BIG' if precision == 'single' else 'IEEE64BIG'}",
               "END_HEADER"]
     head = ("\n".join(lines) + "\n").encode("ascii")
-    write_sites_file(path, field, info, head, raw=raw)
+    write_sites_file(path, field, info, head, b"", raw)
     info.data_offset = len(head)
     info.checks = {"nersc_checksum": checksum, "plaquette": plaq, "link_trace": trace}
     return info

@@ -25,6 +25,8 @@ import numpy as np
 
 from ..comm.fileio import BlockFile
 from ..errors import FormatError
+from ..gauge import GaugeField
+from ..groups import get_group
 from .gaugefile import FileInfo
 from .sites import sites_to_field
 
@@ -55,9 +57,6 @@ def probe(path: str, size: int) -> FileInfo:
 
 def read_field(info: FileInfo, lattice, backend):
     """Collective: read this rank's block; returns ``(field, "absent")`` (no checksum in the format)."""
-    from ..gauge import GaugeField
-    from ..groups import get_group
-
     X, Y, Z, T = lattice.dims
     ox, oy, oz, ot = lattice.origin
     lx, ly, lz, lt = lattice.local_dims
@@ -90,6 +89,3 @@ def read_field(info: FileInfo, lattice, backend):
         links[mu][even] = B.U(mu, {mu: 1})[even]
     return sites_to_field(lattice, group, np.moveaxis(links, 0, -3), backend), "absent"
 
-
-def write(path, field, precision, meta):  # pragma: no cover - not offered
-    raise FormatError(f"{path}: writing openQCD files is not supported; use nersc or ildg")

@@ -35,7 +35,3 @@ def sites_to_field(lattice, group, sites: np.ndarray, backend: Backend | None = 
     U.refresh()
     return U
 
-
-def site_index(lattice) -> np.ndarray:
-    """Global lexicographic index (x fastest) of each site of the block, memory-order shape."""
-    return lattice.global_index
