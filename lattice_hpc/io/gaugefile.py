@@ -35,7 +35,7 @@ from ..gauge import GaugeField, link_trace, plaquette
 from ..geometry import Lattice
 from ..groups import get_group
 from .checksums import nersc_partial, reduce_sum32, reduce_xor, scidac_partial
-from .sites import block_geometry, sites_to_field
+from .sites import block_geometry, field_to_sites, sites_to_field
 
 FORMATS = ("nersc", "ildg", "milc", "openqcd", "hdf5")
 # header plaquette / link trace must match the data to this (files store ~10 digits, some writers
@@ -250,6 +250,17 @@ def write_gauge(path: str, field: GaugeField, fmt: str, precision: str = "double
     meta = dict(meta or {})
     meta.setdefault("hostname", socket.gethostname())
     return _module(fmt).write(path, field, precision, comm.bcast(meta))
+
+
+def su3_block(path: str, field: GaugeField, fmt: str, precision: str):
+    """Collective: ``(info, raw, plaquette, link_trace)`` for writing ``field`` in an SU(3) format
+    (big-endian, three rows); raises :class:`FormatError` for fields that the format cannot hold."""
+    if field.N != 3 or field.ndim != 4:
+        raise FormatError(f"{path}: the {fmt.upper()} format holds 4D SU(3) fields only")
+    lat = field.lattice
+    info = FileInfo(path, fmt, lat.dims, precision, ">", 3)
+    raw = encode(field_to_sites(field), info)
+    return info, raw, plaquette(field)["plaquette"], link_trace(field)
 
 
 def write_sites_file(path: str, field: GaugeField, info: FileInfo, head: bytes, tail: bytes,

@@ -19,10 +19,8 @@ import datetime
 import re
 
 from ..errors import FormatError
-from ..gauge import link_trace, plaquette
 from . import lime
-from .gaugefile import FileInfo, encode, scidac_checksum, write_sites_file
-from .sites import field_to_sites
+from .gaugefile import FileInfo, scidac_checksum, su3_block, write_sites_file
 
 BINARY = ("ildg-binary-data", "scidac-binary-data")
 
@@ -102,14 +100,9 @@ XML = '<?xml version="1.0" encoding="UTF-8"?>'
 
 def write(path: str, field, precision: str, meta: dict) -> FileInfo:
     """Collective: write ``field`` as an ILDG file (with ``ildg-format``, LFN and SciDAC checksum)."""
-    if field.N != 3 or field.ndim != 4:
-        raise FormatError(f"{path}: the ILDG format holds 4D SU(3) fields only")
     lat = field.lattice
-    info = FileInfo(path, "ildg", lat.dims, precision, ">", 3)
-    raw = encode(field_to_sites(field), info)
+    info, raw, plaq, trace = su3_block(path, field, "ildg", precision)
     suma, sumb = scidac_checksum(raw, lat)
-    plaq = plaquette(field)["plaquette"]
-    trace = link_trace(field)
     date = lat.comm.bcast(datetime.datetime.now(datetime.timezone.utc).strftime("%a %b %d %H:%M:%S %Y UTC"))
     X, Y, Z, T = lat.dims
     bits = 32 if precision == "single" else 64

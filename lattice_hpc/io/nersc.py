@@ -21,9 +21,7 @@ import datetime
 import numpy as np
 
 from ..errors import FormatError
-from ..gauge import link_trace, plaquette
-from .gaugefile import FileInfo, encode, nersc_checksum, write_sites_file
-from .sites import field_to_sites
+from .gaugefile import FileInfo, nersc_checksum, su3_block, write_sites_file
 
 # "IEEE32"/"IEEE64" without an order are ambiguous between writers: the order is then taken from
 # the data (the one in which the first stored matrix is unitary)
@@ -113,14 +111,9 @@ def verify(info: FileInfo, raw, lattice) -> str:
 
 def write(path: str, field, precision: str, meta: dict) -> FileInfo:
     """Collective: write ``field`` as ``4D_SU3_GAUGE_3x3`` big-endian at ``precision``."""
-    if field.N != 3 or field.ndim != 4:
-        raise FormatError(f"{path}: the NERSC format holds 4D SU(3) fields only")
     lat = field.lattice
-    info = FileInfo(path, "nersc", lat.dims, precision, ">", 3)
-    raw = encode(field_to_sites(field), info)
+    info, raw, plaq, trace = su3_block(path, field, "nersc", precision)
     checksum = nersc_checksum(raw, info, lat)
-    plaq = plaquette(field)["plaquette"]
-    trace = link_trace(field)
     date = lat.comm.bcast(datetime.datetime.now().strftime("%a %b %d %H:%M:%S %Y"))
     lines = ["BEGIN_HEADER", "HDR_VERSION = 1.0", "DATATYPE = 4D_SU3_GAUGE_3x3",
              "STORAGE_FORMAT = 1.0"]
