@@ -338,6 +338,25 @@ def openqcd_plaquette(U):
     return 3.0 * plaquette(U)
 
 
+def _openqcd_links(shape):
+    """For each odd point in openQCD's file order: ``[(forward index, backward index), ...]`` for
+    openQCD directions 0..3, as index tuples ``(t, z, y, x, mu)`` into our (T, Z, Y, X, 4) layout."""
+    T, Z, Y, X = shape[:4]
+    for t in range(T):
+        for x in range(X):
+            for y in range(Y):
+                for z in range(Z):
+                    if (t + x + y + z) % 2 == 0:
+                        continue
+                    pairs = []
+                    for oq in range(4):
+                        mu = _OQ_MU[oq]
+                        m = [t, z, y, x]
+                        m[_AXIS[mu]] = (m[_AXIS[mu]] - 1) % shape[_AXIS[mu]]  # x - mu
+                        pairs.append(((t, z, y, x, mu), (m[0], m[1], m[2], m[3], mu)))
+                    yield pairs
+
+
 def write_openqcd(path, U):
     """openQCD export format (modules/archive/archive.c export_cnfg; main/README.io).
 
@@ -348,18 +367,10 @@ def write_openqcd(path, U):
     is the link from x-mu to x, each 3x3 row-major complex double (su3_dble c11, c12, ... c33)."""
     T, Z, Y, X = U.shape[:4]
     out = [struct.pack("<4i", T, X, Y, Z), struct.pack("<d", openqcd_plaquette(U))]
-    for t in range(T):
-        for x in range(X):
-            for y in range(Y):
-                for z in range(Z):
-                    if (t + x + y + z) % 2 == 0:
-                        continue
-                    for oq in range(4):
-                        mu = _OQ_MU[oq]
-                        m = [t, z, y, x]
-                        m[_AXIS[mu]] = (m[_AXIS[mu]] - 1) % U.shape[_AXIS[mu]]  # x - mu
-                        out.append(U[t, z, y, x, mu].astype("<c16").tobytes())
-                        out.append(U[m[0], m[1], m[2], m[3], mu].astype("<c16").tobytes())
+    for pairs in _openqcd_links(U.shape):
+        for fwd, bwd in pairs:
+            out.append(U[fwd].astype("<c16").tobytes())
+            out.append(U[bwd].astype("<c16").tobytes())
     with open(path, "wb") as f:
         f.write(b"".join(out))
 
@@ -372,19 +383,8 @@ def read_openqcd(path):
     plaq = struct.unpack("<d", buf[16:24])[0]
     M = np.frombuffer(buf[24:], dtype="<c16").reshape(-1, 8, 3, 3)
     U = np.zeros((T, Z, Y, X, 4, 3, 3), dtype=np.complex128)
-    k = 0
-    for t in range(T):
-        for x in range(X):
-            for y in range(Y):
-                for z in range(Z):
-                    if (t + x + y + z) % 2 == 0:
-                        continue
-                    for oq in range(4):
-                        mu = _OQ_MU[oq]
-                        m = [t, z, y, x]
-                        ax = _AXIS[mu]
-                        m[ax] = (m[ax] - 1) % U.shape[ax]
-                        U[t, z, y, x, mu] = M[k, 2 * oq]
-                        U[m[0], m[1], m[2], m[3], mu] = M[k, 2 * oq + 1]
-                    k += 1
+    for k, pairs in enumerate(_openqcd_links(U.shape)):
+        for oq, (fwd, bwd) in enumerate(pairs):
+            U[fwd] = M[k, 2 * oq]
+            U[bwd] = M[k, 2 * oq + 1]
     return U, plaq

@@ -36,7 +36,8 @@ from .gamma import GAMMA5, projector, sigma
 SPIN, COLOR = 4, 3
 
 
-def _sl(ndim_lead: int, ax: int, sl) -> tuple:
+def _sl(ax: int, sl) -> tuple:
+    """Index selecting ``sl`` along memory axis ``ax``."""
     return (slice(None),) * ax + (sl,)
 
 
@@ -115,8 +116,8 @@ class WilsonDirac:
             fwd[mu] = xp.matmul(Pf, psi)  # P psi(x): multiplied by U_mu(x - mu) at the receiver
             bwd[mu] = xp.matmul(xp.matmul(Pb, psi), _T(self.links_dag[mu]))  # U^dag P psi(x)
             if mu in self.partitioned:
-                lower[mu] = xp.ascontiguousarray(fwd[mu][_sl(0, ax, 0)])
-                upper[mu] = xp.ascontiguousarray(bwd[mu][_sl(0, ax, -1)])
+                lower[mu] = xp.ascontiguousarray(fwd[mu][_sl(ax, 0)])
+                upper[mu] = xp.ascontiguousarray(bwd[mu][_sl(ax, -1)])
         pending = self.faces.start(lower, upper)
         for mu in range(nd):  # interior (and on-rank wraps) while the faces travel
             self._accumulate(out, mu, fwd[mu], bwd[mu], sf, None, None)
@@ -137,19 +138,19 @@ class WilsonDirac:
         if from_above is None:
             if mu in self.partitioned:
                 # forward hop for x_mu < L-1 and backward hop for x_mu > 0 stay on this rank
-                lo, hi = _sl(0, ax, slice(0, L - 1)), _sl(0, ax, slice(1, L))
+                lo, hi = _sl(ax, slice(0, L - 1)), _sl(ax, slice(1, L))
                 out[lo] += xp.matmul(Rf, xp.matmul(h[hi], _T(U[lo])))
                 out[hi] += xp.matmul(Rb, g[lo])
                 return
             hn = xp.roll(h, -1, axis=ax)  # psi(x + mu), wrapping on-rank
             gp = xp.roll(g, 1, axis=ax)   # U^dag psi(x - mu)
             if self.bc[mu] != 1:  # the wrap is the global boundary
-                hn[_sl(0, ax, -1)] *= self.bc[mu]
-                gp[_sl(0, ax, 0)] *= np.conj(self.bc[mu])
+                hn[_sl(ax, -1)] *= self.bc[mu]
+                gp[_sl(ax, 0)] *= np.conj(self.bc[mu])
             out += xp.matmul(Rf, xp.matmul(hn, _T(U)))
             out += xp.matmul(Rb, gp)
             return
-        top, bottom = _sl(0, ax, slice(L - 1, L)), _sl(0, ax, slice(0, 1))
+        top, bottom = _sl(ax, slice(L - 1, L)), _sl(ax, slice(0, 1))
         hn = xp.expand_dims(from_above, ax)
         gp = xp.expand_dims(from_below, ax)
         if self.upper_boundary[mu] and self.bc[mu] != 1:

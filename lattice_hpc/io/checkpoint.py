@@ -101,10 +101,11 @@ def _record_keys(lattice):
 
 
 def _interior_host(U, dtype):
-    """Host view (or copy) of the interior links of ``U`` in ``dtype``, and the padded source."""
-    links = U.backend.asnumpy(U.links)
-    view = U.lattice.view(links, U.depth, None, lead=1)
-    return view if view.dtype == dtype else view.astype(dtype)
+    """``(padded, interior)``: the host copy of ``U.links`` (the array itself on NumPy) and its
+    interior in ``dtype`` (a view when the dtype matches, else a contiguous copy)."""
+    pad = U.backend.asnumpy(U.links)
+    view = U.lattice.view(pad, U.depth, None, lead=1)
+    return pad, (view if view.dtype == dtype else view.astype(dtype))
 
 
 _saves = 0
@@ -137,7 +138,7 @@ def write_checkpoint(path: str, ckpt: Checkpoint, overwrite: bool = False) -> st
                        "rng": ckpt.rng, "arrays": ckpt.arrays, "blobs": ckpt.blobs,
                        "prov": ckpt.provenance})
     dtype = np.complex64 if ckpt.precision == "single" else np.complex128
-    links = _interior_host(U, dtype)
+    pad, links = _interior_host(U, dtype)
     checksum = field_checksum(links, lat)
     gshape, start, shape = block_geometry(lat)
     tmp = temporary_name(path, comm)
@@ -155,7 +156,6 @@ def write_checkpoint(path: str, ckpt: Checkpoint, overwrite: bool = False) -> st
             if links.flags.c_contiguous:
                 d[sel] = links
             else:  # the interior of the padded array: HDF5 gathers it (no copy here)
-                pad = U.backend.asnumpy(U.links)
                 d.write_direct(pad, source_sel=_interior_sel(U), dest_sel=sel)
         _fault_point()
         r = f.create_group("rng")
