@@ -1,7 +1,8 @@
 """The ``lattice-hpc`` command.
 
     lattice-hpc run JOB.toml [--set section.key=value ...]
-    lattice-hpc measure FILE [--format auto|nersc|ildg|milc|openqcd|hdf5] [--observables LIST] [--grid G]
+    lattice-hpc measure FILE [--format auto|nersc|ildg|milc|openqcd|hdf5] [--observables LIST]
+                             [--kappa K] [--csw C] [--noise N] [--seed S] [--grid G]
     lattice-hpc convert IN OUT --to nersc|ildg|hdf5 [--precision auto|single|double] [--force]
     lattice-hpc bench halo [--dims D ...] [--grid G] [--field links|spinor|scalar] [--depth H] [--codim C]
     lattice-hpc bench io [--dims D ...] [--grid G] [--precision double|single] [--dir DIR]
@@ -38,9 +39,17 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--format", default="auto",
                    choices=["auto", "nersc", "ildg", "milc", "openqcd", "hdf5"])
     m.add_argument("--observables", default=None,
-                   help="comma-separated extra observables: polyakov (pion needs issue 4)")
-    m.add_argument("--kappa", type=float, default=None)
-    m.add_argument("--csw", type=float, default=None)
+                   help="comma-separated extra observables: polyakov, pion (Wilson point-source "
+                        "correlator C(t)), condensate (Z2 estimate of Tr D^-1 / V); pion and "
+                        "condensate need a 4D SU(3) field and --kappa")
+    m.add_argument("--kappa", type=float, default=None,
+                   help="Wilson hopping parameter, kappa = 1/(2 m0 + 8) (required for pion, condensate)")
+    m.add_argument("--csw", type=float, default=None,
+                   help="clover coefficient c_sw (default 0: plain Wilson)")
+    m.add_argument("--noise", type=int, default=16,
+                   help="condensate: number of Z2 noise vectors (default 16)")
+    m.add_argument("--seed", type=int, default=0,
+                   help="condensate: seed of the Z2 noise (default 0)")
     m.add_argument("--grid", default="auto")
 
     c = sub.add_parser("convert", help="convert a gauge configuration between formats")

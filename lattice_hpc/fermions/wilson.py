@@ -16,6 +16,11 @@ as two 6x6 blocks per site (spins 0,1 and 2,3 with their colours).
 Spinor fields are local arrays ``(L_t, ..., L_x, 4, 3)`` (memory order, no halo) on the backend's
 array module; this module is written on that module only (NumPy or CuPy).
 
+Kernels: every operation here is one call of the generalised hopping operation of
+:mod:`.kernels.base` (``out = alpha B chi + beta C H psi`` on a parity), done by the reference on the
+array module or by the fused kernels compiled from ``kernels/wilson.cuh`` (g++ on the CPU, NVRTC on
+the GPU); ``kernel="auto"`` picks the fused one.
+
 Communication: the hopping term projects each spinor to half spinors (2 spins x 3 colours) with
 ``1 -/+ gamma_mu = R P`` (:func:`.gamma.projector`), packs the faces of the partitioned
 directions -- ``P_- psi`` of the lower face (needed at ``-mu``) and ``U^dag P_+ psi`` of the upper
@@ -28,21 +33,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..comm.faces import FaceExchange
+from ..backend import Backend
 from ..gauge import GaugeField
 from ..groups.linalg import dagger
-from .gamma import GAMMA5, projector, sigma
+from .gamma import GAMMA5, sigma
+from .kernels import apply_blocks, make_hopping
 
 SPIN, COLOR = 4, 3
 
 
-def _sl(ax: int, sl) -> tuple:
-    """Index selecting ``sl`` along memory axis ``ax``."""
-    return (slice(None),) * ax + (sl,)
-
-
 class WilsonDirac:
-    """``D``, ``D^dag``, ``gamma_5`` and the hopping term on a decomposed lattice.
+    """``D``, ``D^dag``, ``gamma_5``, the hopping term and its parity blocks on a decomposed lattice.
 
     Args:
         U: the gauge field (its halo is refreshed here, collectively, when ``csw != 0``).
@@ -50,27 +51,51 @@ class WilsonDirac:
         csw: clover coefficient (0 for plain Wilson fermions).
         bc: phase per direction for hops across the global boundary (default ``+1`` in space,
             ``-1`` in time).
+        kernel: ``"auto"``, ``"reference"``, ``"compiled"`` (CPU) or ``"cuda"`` (see :mod:`.kernels`).
+
+    Construction is collective only when ``csw != 0`` (the clover leaves need the gauge halo).
     """
 
-    def __init__(self, U: GaugeField, kappa: float, csw: float = 0.0, bc=None):
+    def __init__(self, U: GaugeField, kappa: float, csw: float = 0.0, bc=None, kernel: str = "auto",
+                 clover=None):
         lat = U.lattice
         if U.N != COLOR or lat.ndim != 4:
             raise ValueError("Wilson fermions are implemented for 4D SU(3) gauge fields")
+        self.gauge_field = U
         self.lattice, self.kappa, self.csw = lat, float(kappa), float(csw)
         self.backend = U.backend
         xp = self.xp = U.backend.xp
         self.dtype = U.backend.complex
         self.bc = tuple(bc) if bc is not None else (1,) * (lat.ndim - 1) + (-1,)
+        if len(self.bc) != lat.ndim:
+            raise ValueError(f"bc needs one phase per direction ({lat.ndim}), got {len(self.bc)}")
         self.links = [xp.ascontiguousarray(U.U(mu)) for mu in range(lat.ndim)]
-        self.links_dag = [xp.ascontiguousarray(dagger(u)) for u in self.links]
-        self.faces = FaceExchange(lat.grid)
-        self.partitioned = set(self.faces.directions)
         self.upper_boundary = [o + L == D for o, L, D in zip(lat.origin, lat.local_dims, lat.dims)]
         self.lower_boundary = [o == 0 for o in lat.origin]
-        self._proj = {(mu, s): tuple(xp.asarray(m, dtype=self.dtype) for m in projector(mu, s))
-                      for mu in range(lat.ndim) for s in (1, -1)}
         self._g5 = xp.asarray(np.diag(GAMMA5).real.reshape(SPIN, 1), dtype=U.backend.real)
-        self.clover = self._clover_blocks(U) if self.csw else None
+        if clover is not None:
+            self.clover = xp.asarray(clover, dtype=self.dtype)
+        else:
+            self.clover = self._clover_blocks(U) if self.csw else None
+        self._clover_inv = None
+        self.kernel_name = kernel
+        self.hopping = make_hopping(self, kernel)
+
+    def converted(self, precision: str | None = None, kernel: str | None = None,
+                  array: str | None = None) -> "WilsonDirac":
+        """The same operator at another precision (e.g. ``"single"`` for mixed-precision solves),
+        with another kernel, or on another array module (``"numpy"``/``"cupy"``).
+
+        The links and clover blocks are rounded from this operator's, not recomputed.
+        """
+        U = self.gauge_field
+        backend = Backend(array or U.backend.name, precision or U.backend.precision)
+        low = GaugeField(U.lattice, U.group, backend, U.depth)
+        low.links[...] = backend.asarray(U.backend.asnumpy(U.links), dtype=backend.complex)
+        low._fresh = list(U._fresh)
+        clover = None if self.clover is None else backend.asarray(U.backend.asnumpy(self.clover))
+        return WilsonDirac(low, self.kappa, self.csw, self.bc, kernel or self.kernel_name,
+                           clover=clover)
 
     # -- fields ------------------------------------------------------------------------------
     def shape(self) -> tuple:
@@ -84,81 +109,47 @@ class WilsonDirac:
         return psi * self._g5
 
     # -- the operator ------------------------------------------------------------------------
+    def dslash(self, psi, chi=None, alpha=0.0, B=None, beta=1.0, C=None, dagger=False, parity=None):
+        """Collective: ``alpha B chi + beta C H psi`` on ``parity`` (see :mod:`.kernels.base`)."""
+        return self.hopping.dslash(psi, chi, alpha, B, beta, C, dagger, parity)
+
     def apply(self, psi):
-        """Collective: ``D psi``."""
-        return self.diagonal(psi) - self.kappa * self.hop(psi)
+        """Collective: ``D psi = A psi - kappa H psi``."""
+        return self.dslash(psi, psi, 1.0, self.clover, -self.kappa)
 
     def apply_dagger(self, psi):
         """Collective: ``D^dag psi`` (``gamma_mu -> -gamma_mu``; ``A`` is Hermitian)."""
-        return self.diagonal(psi) - self.kappa * self.hop(psi, dagger=True)
+        return self.dslash(psi, psi, 1.0, self.clover, -self.kappa, dagger=True)
 
     def normal(self, psi):
         """Collective: ``D^dag D psi``."""
         return self.apply_dagger(self.apply(psi))
 
-    def diagonal(self, psi):
-        """``A psi`` (the site-diagonal part)."""
+    def diagonal(self, psi, parity=None):
+        """``A psi`` (the site-diagonal part), on ``parity`` (all sites if None)."""
+        return self.apply_diagonal(self.clover, psi, parity)
+
+    def apply_diagonal(self, blocks, psi, parity=None):
+        """``blocks psi`` on ``parity`` (``blocks=None``: the identity)."""
+        if blocks is None:
+            out = psi.copy()
+            if parity is not None:
+                out *= self.xp.asarray(self.lattice.parity == parity)[..., None, None]
+            return out
+        return self.hopping.apply_blocks(blocks, psi, parity)
+
+    def hop(self, psi, dagger: bool = False, parity=None):
+        """Collective: ``H psi`` (``dagger``: with ``gamma_mu -> -gamma_mu``), on ``parity``."""
+        return self.dslash(psi, None, 0.0, None, 1.0, None, dagger, parity)
+
+    @property
+    def clover_inv(self):
+        """``A^{-1}`` per site as ``(..., 2, 6, 6)`` blocks (None for Wilson fermions)."""
         if self.clover is None:
-            return psi.copy()
-        return apply_blocks(self.clover, psi)
-
-    def hop(self, psi, dagger: bool = False):
-        """Collective: ``H psi`` (``dagger``: with ``gamma_mu -> -gamma_mu``)."""
-        xp = self.xp
-        nd = self.lattice.ndim
-        sf = -1 if dagger else 1  # forward hop projects with (1 - sf gamma_mu)
-        out = xp.zeros_like(psi)
-        fwd, bwd, lower, upper = {}, {}, {}, {}
-        for mu in range(nd):
-            ax = nd - 1 - mu
-            Pf, _ = self._proj[(mu, sf)]
-            Pb, _ = self._proj[(mu, -sf)]
-            fwd[mu] = xp.matmul(Pf, psi)  # P psi(x): multiplied by U_mu(x - mu) at the receiver
-            bwd[mu] = xp.matmul(xp.matmul(Pb, psi), _T(self.links_dag[mu]))  # U^dag P psi(x)
-            if mu in self.partitioned:
-                lower[mu] = xp.ascontiguousarray(fwd[mu][_sl(ax, 0)])
-                upper[mu] = xp.ascontiguousarray(bwd[mu][_sl(ax, -1)])
-        pending = self.faces.start(lower, upper)
-        for mu in range(nd):  # interior (and on-rank wraps) while the faces travel
-            self._accumulate(out, mu, fwd[mu], bwd[mu], sf, None, None)
-        above, below = pending.finish()
-        for mu in sorted(self.partitioned):
-            self._accumulate(out, mu, fwd[mu], bwd[mu], sf, above[mu], below[mu])
-        return out
-
-    def _accumulate(self, out, mu, h, g, sf, from_above, from_below):
-        """Add the hops along ``mu``: bulk sites (``from_* is None``) or the two face layers."""
-        xp = self.xp
-        nd = self.lattice.ndim
-        ax = nd - 1 - mu
-        L = self.lattice.local_dims[mu]
-        _, Rf = self._proj[(mu, sf)]
-        _, Rb = self._proj[(mu, -sf)]
-        U = self.links[mu]
-        if from_above is None:
-            if mu in self.partitioned:
-                # forward hop for x_mu < L-1 and backward hop for x_mu > 0 stay on this rank
-                lo, hi = _sl(ax, slice(0, L - 1)), _sl(ax, slice(1, L))
-                out[lo] += xp.matmul(Rf, xp.matmul(h[hi], _T(U[lo])))
-                out[hi] += xp.matmul(Rb, g[lo])
-                return
-            hn = xp.roll(h, -1, axis=ax)  # psi(x + mu), wrapping on-rank
-            gp = xp.roll(g, 1, axis=ax)   # U^dag psi(x - mu)
-            if self.bc[mu] != 1:  # the wrap is the global boundary
-                hn[_sl(ax, -1)] *= self.bc[mu]
-                gp[_sl(ax, 0)] *= np.conj(self.bc[mu])
-            out += xp.matmul(Rf, xp.matmul(hn, _T(U)))
-            out += xp.matmul(Rb, gp)
-            return
-        top, bottom = _sl(ax, slice(L - 1, L)), _sl(ax, slice(0, 1))
-        hn = xp.expand_dims(from_above, ax)
-        gp = xp.expand_dims(from_below, ax)
-        if self.upper_boundary[mu] and self.bc[mu] != 1:
-            hn = hn * self.bc[mu]
-        if self.lower_boundary[mu] and self.bc[mu] != 1:
-            gp = gp * np.conj(self.bc[mu])
-        out[top] += xp.matmul(Rf, xp.matmul(hn, _T(U[top])))
-        out[bottom] += xp.matmul(Rb, gp)
+            return None
+        if self._clover_inv is None:
+            self._clover_inv = self.xp.ascontiguousarray(self.xp.linalg.inv(self.clover))
+        return self._clover_inv
 
     # -- clover --------------------------------------------------------------------------------
     def _clover_blocks(self, U: GaugeField):
@@ -177,17 +168,6 @@ class WilsonDirac:
                     A[..., b, :, :] += c * xp.einsum("ab,...ij->...aibj", sb, F).reshape(shape + (6, 6))
         A += xp.eye(6, dtype=self.dtype)
         return A
-
-
-def _T(m):
-    """Transpose of the colour matrices: ``h @ U^T`` applies ``U`` to the colour index of ``h``."""
-    return m.swapaxes(-1, -2)
-
-
-def apply_blocks(blocks, psi):
-    """Apply site-diagonal ``(..., 2, 6, 6)`` chiral blocks to a spinor field ``(..., 4, 3)``."""
-    v = psi.reshape(psi.shape[:-2] + (2, 6, 1))
-    return (blocks @ v).reshape(psi.shape)
 
 
 def field_strength(U: GaugeField, mu: int, nu: int):

@@ -1,0 +1,47 @@
+"""Hopping kernels of the Wilson(-clover) operator, kept in step (the contract is in :mod:`.base`).
+
+- :mod:`.reference` -- on the array module (NumPy or CuPy): the definition, readable, slow;
+- :mod:`.cpu`       -- ``wilson.cuh`` compiled with g++ for the CPU (ctypes);
+- :mod:`.cuda`      -- the same ``wilson.cuh`` compiled with NVRTC for the GPU (CuPy);
+- :mod:`.source`    -- the source with its prelude (precision, gamma tables from :mod:`..gamma`).
+
+``kernel="auto"`` (or ``$LATTICE_HPC_KERNEL``) picks ``cuda`` on CuPy, ``compiled`` on NumPy, and
+falls back to ``reference`` with a warning when no C++ compiler works.
+"""
+
+from __future__ import annotations
+
+import os
+
+from ...errors import BackendError
+from ...log import get_logger
+from .base import Hopping
+from .reference import ReferenceHopping, apply_blocks
+
+KERNELS = ("auto", "reference", "compiled", "cuda")
+
+
+def make_hopping(op, kernel: str = "auto") -> Hopping:
+    """The hopping implementation ``kernel`` for operator ``op``."""
+    if kernel == "auto":
+        kernel = os.environ.get("LATTICE_HPC_KERNEL", "auto")
+    if kernel not in KERNELS:
+        raise BackendError(f"unknown kernel {kernel!r}: use one of {', '.join(KERNELS)}")
+    if kernel == "reference":
+        return ReferenceHopping(op)
+    if kernel == "cuda" or (kernel == "auto" and op.backend.name == "cupy"):
+        from .cuda import CudaHopping
+
+        return CudaHopping(op)
+    from .cpu import CompiledHopping
+
+    if kernel == "compiled":
+        return CompiledHopping(op)
+    try:
+        return CompiledHopping(op)
+    except BackendError as exc:
+        get_logger(op.lattice.comm).warning("compiled CPU kernels unavailable, using the reference: %s", exc)
+        return ReferenceHopping(op)
+
+
+__all__ = ["Hopping", "ReferenceHopping", "make_hopping", "apply_blocks", "KERNELS"]

@@ -1,0 +1,74 @@
+"""The one generalised hopping operation that every kernel implements, and its communication.
+
+Every implementation (reference on the array module, compiled CPU, CUDA) computes::
+
+    out(x) = alpha B(x) chi(x) + beta C(x) [H psi](x)    for x of parity ``parity`` (all if None),
+    out(x) = 0                                            on the other parity,
+    H psi(x) = sum_mu (1 - s gamma_mu) U_mu(x) psi(x+mu) + (1 + s gamma_mu) U_mu(x-mu)^dag psi(x-mu),
+
+``s = -1`` for ``dagger``, ``B``/``C`` site-diagonal ``(..., 2, 6, 6)`` chiral blocks or ``None``
+(identity).  ``D = A - kappa H`` is ``(chi=psi, alpha=1, B=A, beta=-kappa)``; the even/odd Schur
+complement ``A_ee - kappa^2 H_eo A_oo^{-1} H_oe`` is two calls (``C = A_oo^{-1}``, then ``B = A_ee``).
+
+:meth:`Hopping.dslash` fixes the order of work, the same for every implementation: pack the
+spin-projected faces of the partitioned directions (``P psi`` of the lower face, ``U^dag P psi`` of
+the upper face: half spinors, so half the bytes of a spinor halo, and no gauge halo), post them
+(:class:`lattice_hpc.comm.FaceExchange`), compute the bulk while they travel, then add what came in.
+With a ``parity``, only the faces' sites of the other parity are packed: the ones the hops need.
+"""
+
+from __future__ import annotations
+
+from ...comm.faces import FaceExchange
+
+
+class Hopping:
+    """Base class: subclasses implement :meth:`pack`, :meth:`bulk` and :meth:`face_add`.
+
+    Args:
+        op: the :class:`~lattice_hpc.fermions.WilsonDirac` (lattice, links, boundary phases).
+    """
+
+    name = "abstract"
+
+    def __init__(self, op):
+        self.op = op
+        self.lattice = op.lattice
+        self.xp = op.xp
+        self.faces = FaceExchange(op.lattice.grid)
+        self.partitioned = list(self.faces.directions)
+
+    def dslash(self, psi, chi=None, alpha=0.0, B=None, beta=1.0, C=None, dagger=False, parity=None):
+        """Collective: the generalised hopping operation of the module docstring (a new array)."""
+        if chi is None:
+            chi = psi
+        source_parity = None if parity is None else 1 - parity
+        lower, upper = {}, {}
+        for mu in self.partitioned:
+            lower[mu] = self.pack(psi, mu, 0, source_parity, dagger)
+            upper[mu] = self.pack(psi, mu, 1, source_parity, dagger)
+        pending = self.faces.start(lower, upper)
+        out = self.bulk(psi, chi, alpha, B, beta, C, dagger, parity)
+        above, below = pending.finish()
+        for mu in self.partitioned:
+            self.face_add(out, above[mu], mu, 1, C, beta, dagger, parity)
+            self.face_add(out, below[mu], mu, 0, C, beta, dagger, parity)
+        return out
+
+    # -- what an implementation provides -------------------------------------------------------
+    def pack(self, psi, mu, side, parity, dagger):
+        """Face buffer ``(V / L_mu, 2, 3)``: side 0 ``P_f psi`` at ``x_mu = 0``, side 1 ``U^dag P_b psi``
+        at ``x_mu = L_mu - 1`` (only sites of ``parity`` need be filled)."""
+        raise NotImplementedError
+
+    def bulk(self, psi, chi, alpha, B, beta, C, dagger, parity):
+        """``out`` with every hop that stays on this rank (wraps of unpartitioned directions too)."""
+        raise NotImplementedError
+
+    def face_add(self, out, buf, mu, side, C, beta, dagger, parity):
+        """Add the hops from a received face buffer to the face ``x_mu = L-1`` (side 1) or 0 (side 0)."""
+        raise NotImplementedError
+
+    def apply_blocks(self, blocks, psi, parity=None):
+        """``blocks(x) psi(x)`` on ``parity`` (all if None), zero elsewhere."""
+        raise NotImplementedError

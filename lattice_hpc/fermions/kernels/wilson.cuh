@@ -1,0 +1,268 @@
+// Fused Wilson(-clover) hopping kernels: ONE source for the CPU (g++ -O3 -fopenmp, called through
+// ctypes, lattice_hpc/fermions/kernels/cpu.py) and the GPU (NVRTC through cupy.RawModule,
+// lattice_hpc/fermions/kernels/cuda.py).  The Python side prepends a prelude that defines `real`
+// (double or float) and the Dirac-matrix tables PERM and IPOW, generated from
+// lattice_hpc/fermions/gamma.py, so the DeGrand-Rossi matrices are written in one place only.
+//
+// What is computed (the same contract as the reference, lattice_hpc/fermions/wilson.py):
+//
+//     out(x) = alpha * B(x) chi(x) + beta * C(x) [H psi](x)      for x of the requested parity,
+//     out(x) = 0                                                  for x of the other parity,
+//     H psi(x) = sum_mu (1 - s gamma_mu) U_mu(x) psi(x+mu) + (1 + s gamma_mu) U_mu(x-mu)^dag psi(x-mu)
+//
+// with s = +1 (D) or -1 (D^dag), B and C optional site-diagonal clover blocks (two 6x6 chiral
+// blocks per site, spins {0,1} and {2,3} with their colours; absent = identity), and hops across the
+// global boundary of direction mu multiplied by the phase bc[mu] (forward) or conj(bc[mu]) (backward).
+//
+// Spin projection (DeGrand-Rossi, every gamma_mu has one non-zero per row, a power of i):
+// gamma_mu[a][PERM[mu][a]] = i^IPOW[mu][a].  The half spinor of (1 - s gamma_mu) psi is rows 0, 1:
+//     h_a = psi_a - s i^IPOW[mu][a] psi_{PERM[mu][a]},     a = 0, 1,
+// and rows 2, 3 are rebuilt as row_{PERM[mu][a]} = -s i^IPOW[mu][PERM[mu][a]] h_a.  The colour
+// matrix multiplies the half spinor only: 2 x (3x3 times 3) per hop instead of 4.
+//
+// Layouts (site index s in memory order: t slowest, x fastest, no halo):
+//     psi, chi, out: [V][4 spin][3 colour] complex       U: [4 mu][V][3][3] complex
+//     B, C: [V][2 chiral block][6][6] complex            face buffers: [V / L_mu][2][3] complex
+// geom = {Lx, Ly, Lz, Lt, partitioned mask, upper global boundary mask, lower global boundary mask,
+//         parity of the block origin}.  Directions in `partitioned` are not wrapped here: their
+// face sites get the neighbours' contributions from the face kernels, after the exchange.
+//
+// Work split: `dslash_bulk` visits every site (parity < 0) or every pair (2 xh, 2 xh + 1) of sites
+// along x, of which it computes the one of the requested parity and zeroes the other; `pack_face`
+// writes the half spinors that a neighbour needs; `face_add` adds the received ones.
+
+#if defined(__CUDACC__)
+#define DEV __device__ __forceinline__
+#define TABLE __constant__
+#define KERNEL extern "C" __global__ void
+#define SITE_LOOP(i, n) long i = (long)blockIdx.x * blockDim.x + threadIdx.x; if (i < (n))
+#else
+#define DEV static inline
+#define TABLE static const
+#define KERNEL extern "C" void
+#define SITE_LOOP(i, n) _Pragma("omp parallel for schedule(static)") for (long i = 0; i < (n); ++i)
+#endif
+
+// @PRELUDE@  (real, PERM, IPOW: inserted here by lattice_hpc/fermions/kernels/source.py)
+
+struct cplx { real re, im; };
+DEV cplx mk(real re, real im) { cplx z; z.re = re; z.im = im; return z; }
+DEV cplx operator+(cplx a, cplx b) { return mk(a.re + b.re, a.im + b.im); }
+DEV cplx operator-(cplx a, cplx b) { return mk(a.re - b.re, a.im - b.im); }
+DEV cplx operator*(cplx a, cplx b) { return mk(a.re * b.re - a.im * b.im, a.re * b.im + a.im * b.re); }
+DEV cplx operator*(real a, cplx b) { return mk(a * b.re, a * b.im); }
+DEV cplx conj_mul(cplx a, cplx b) { return mk(a.re * b.re + a.im * b.im, a.re * b.im - a.im * b.re); }
+DEV cplx conj(cplx a) { return mk(a.re, -a.im); }
+// i^k z for k = 0..3 (k is a compile-time constant once the mu loop is unrolled)
+DEV cplx ipow(int k, cplx z) {
+  return k == 0 ? z : k == 1 ? mk(-z.im, z.re) : k == 2 ? mk(-z.re, -z.im) : mk(z.im, -z.re);
+}
+
+struct Geom { long L[4], stride[4], V; int part, upper, lower, origin_parity; };
+DEV Geom geometry(const int* g) {
+  Geom G;
+  long st = 1;
+  for (int mu = 0; mu < 4; ++mu) { G.L[mu] = g[mu]; G.stride[mu] = st; st *= g[mu]; }
+  G.V = st; G.part = g[4]; G.upper = g[5]; G.lower = g[6]; G.origin_parity = g[7];
+  return G;
+}
+DEV void coords(const Geom& G, long s, int* c) {
+  for (int mu = 0; mu < 4; ++mu) { c[mu] = (int)(s % G.L[mu]); s /= G.L[mu]; }
+}
+DEV int site_parity(const Geom& G, const int* c) {
+  return (c[0] + c[1] + c[2] + c[3] + G.origin_parity) & 1;
+}
+
+// Half spinor of (1 - s gamma_mu) psi: h[a][c], a = 0, 1.
+DEV void project(int mu, real s, const cplx* psi, cplx h[2][3]) {
+#pragma unroll
+  for (int a = 0; a < 2; ++a)
+#pragma unroll
+    for (int c = 0; c < 3; ++c)
+      h[a][c] = psi[3 * a + c] - s * ipow(IPOW[mu][a], psi[3 * PERM[mu][a] + c]);
+}
+// acc += (1 - s gamma_mu) rebuilt from its half spinor h.
+DEV void reconstruct(int mu, real s, const cplx h[2][3], cplx* acc) {
+#pragma unroll
+  for (int a = 0; a < 2; ++a) {
+    const int b = PERM[mu][a];
+#pragma unroll
+    for (int c = 0; c < 3; ++c) {
+      acc[3 * a + c] = acc[3 * a + c] + h[a][c];
+      acc[3 * b + c] = acc[3 * b + c] - s * ipow(IPOW[mu][b], h[a][c]);
+    }
+  }
+}
+// out = U h (dag = 0) or U^dag h (dag = 1), for both spins of the half spinor.
+DEV void colour(const cplx* U, int dag, const cplx h[2][3], cplx out[2][3]) {
+#pragma unroll
+  for (int a = 0; a < 2; ++a)
+#pragma unroll
+    for (int i = 0; i < 3; ++i) {
+      cplx z = mk(0, 0);
+#pragma unroll
+      for (int j = 0; j < 3; ++j)
+        z = z + (dag ? conj_mul(U[3 * j + i], h[a][j]) : U[3 * i + j] * h[a][j]);
+      out[a][i] = z;
+    }
+}
+DEV void scale(cplx h[2][3], cplx ph) {
+  if (ph.re == 1 && ph.im == 0) return;
+#pragma unroll
+  for (int a = 0; a < 2; ++a)
+#pragma unroll
+    for (int c = 0; c < 3; ++c) h[a][c] = ph * h[a][c];
+}
+// y = M v for the two 6x6 chiral blocks of one site.
+DEV void blocks(const cplx* M, const cplx* v, cplx* y) {
+#pragma unroll
+  for (int b = 0; b < 2; ++b)
+    for (int i = 0; i < 6; ++i) {
+      cplx z = mk(0, 0);
+#pragma unroll
+      for (int j = 0; j < 6; ++j) z = z + M[36 * b + 6 * i + j] * v[6 * b + j];
+      y[6 * b + i] = z;
+    }
+}
+
+// out(s) = alpha B chi(s) + beta C acc, the last step of every site.
+DEV void finish(cplx* out, long s, cplx* acc, const cplx* chi, const cplx* B, const cplx* C,
+                real alpha, real beta, int has_B, int has_C) {
+  cplx t[12], r[12];
+  if (has_C) { blocks(C + 72 * s, acc, t); } else { for (int k = 0; k < 12; ++k) t[k] = acc[k]; }
+  for (int k = 0; k < 12; ++k) r[k] = beta * t[k];
+  if (alpha != 0) {
+    if (has_B) { blocks(B + 72 * s, chi + 12 * s, t); }
+    else { for (int k = 0; k < 12; ++k) t[k] = chi[12 * s + k]; }
+    for (int k = 0; k < 12; ++k) r[k] = r[k] + alpha * t[k];
+  }
+  for (int k = 0; k < 12; ++k) out[12 * s + k] = r[k];
+}
+
+DEV void bulk_site(long s, cplx* out, const cplx* psi, const cplx* chi, const cplx* U,
+                   const cplx* B, const cplx* C, const Geom& G, const real* bc, int dagger,
+                   real alpha, real beta, int has_B, int has_C) {
+  int c[4];
+  coords(G, s, c);
+  const real sf = dagger ? -1 : 1;
+  cplx acc[12];
+  for (int k = 0; k < 12; ++k) acc[k] = mk(0, 0);
+  cplx h[2][3], uh[2][3];
+#pragma unroll
+  for (int mu = 0; mu < 4; ++mu) {
+    const long L = G.L[mu], st = G.stride[mu];
+    const int cut = (G.part >> mu) & 1;
+    const cplx phase = mk(bc[2 * mu], bc[2 * mu + 1]);
+    if (c[mu] < L - 1 || !cut) {  // forward: (1 - s gamma_mu) U_mu(x) psi(x + mu)
+      const int wrap = c[mu] == L - 1;
+      const long nb = wrap ? s - (L - 1) * st : s + st;
+      project(mu, sf, psi + 12 * nb, h);
+      colour(U + 9 * (mu * G.V + s), 0, h, uh);
+      if (wrap) scale(uh, phase);
+      reconstruct(mu, sf, uh, acc);
+    }
+    if (c[mu] > 0 || !cut) {  // backward: (1 + s gamma_mu) U_mu(x - mu)^dag psi(x - mu)
+      const int wrap = c[mu] == 0;
+      const long nb = wrap ? s + (L - 1) * st : s - st;
+      project(mu, -sf, psi + 12 * nb, h);
+      colour(U + 9 * (mu * G.V + nb), 1, h, uh);
+      if (wrap) scale(uh, conj(phase));
+      reconstruct(mu, -sf, uh, acc);
+    }
+  }
+  finish(out, s, acc, chi, B, C, alpha, beta, has_B, has_C);
+}
+
+// Site `i` of the loop: every site (parity < 0), or the pair (2i, 2i+1) along x.
+DEV long pick(const Geom& G, long i, int parity, long* other) {
+  if (parity < 0) { *other = -1; return i; }
+  int c[4];
+  coords(G, 2 * i, c);
+  const long s0 = 2 * i;
+  if (site_parity(G, c) == parity) { *other = s0 + 1; return s0; }
+  *other = s0; return s0 + 1;
+}
+
+// n = V (parity < 0) or V / 2.
+KERNEL dslash_bulk(cplx* out, const cplx* psi, const cplx* chi, const cplx* U, const cplx* B,
+                   const cplx* C, const int* geom, const real* bc, int parity, int dagger,
+                   real alpha, real beta, int has_B, int has_C, long n) {
+  SITE_LOOP(i, n) {
+    const Geom G = geometry(geom);
+    long other;
+    const long s = pick(G, i, parity, &other);
+    bulk_site(s, out, psi, chi, U, B, C, G, bc, dagger, alpha, beta, has_B, has_C);
+    if (other >= 0)
+      for (int k = 0; k < 12; ++k) out[12 * other + k] = mk(0, 0);
+  }
+}
+
+// Site of face index f of the face x_mu = (side ? L_mu - 1 : 0); other coordinates in memory order.
+DEV long face_site(const Geom& G, int mu, int side, long f, int* c) {
+  long s = 0;
+  for (int nu = 0; nu < 4; ++nu) {
+    if (nu == mu) { c[nu] = side ? (int)G.L[nu] - 1 : 0; }
+    else { c[nu] = (int)(f % G.L[nu]); f /= G.L[nu]; }
+    s += c[nu] * G.stride[nu];
+  }
+  return s;
+}
+
+// side 0 (lower face, for the neighbour at -mu): buf = P_f psi; side 1 (upper face, for +mu):
+// buf = U_mu^dag P_b psi.  Only sites of `parity` (all if < 0) are written.  n = V / L_mu.
+KERNEL pack_face(cplx* buf, const cplx* psi, const cplx* U, const int* geom, int mu, int side,
+                 int parity, int dagger, long n) {
+  SITE_LOOP(f, n) {
+    const Geom G = geometry(geom);
+    int c[4];
+    const long s = face_site(G, mu, side, f, c);
+    if (parity < 0 || site_parity(G, c) == parity) {
+      const real sf = dagger ? -1 : 1;
+      cplx h[2][3], uh[2][3];
+      if (side == 0) {
+        project(mu, sf, psi + 12 * s, h);
+        for (int a = 0; a < 2; ++a) for (int k = 0; k < 3; ++k) buf[6 * f + 3 * a + k] = h[a][k];
+      } else {
+        project(mu, -sf, psi + 12 * s, h);
+        colour(U + 9 * (mu * G.V + s), 1, h, uh);
+        for (int a = 0; a < 2; ++a) for (int k = 0; k < 3; ++k) buf[6 * f + 3 * a + k] = uh[a][k];
+      }
+    }
+  }
+}
+
+// side 1 (upper face sites, receiving the lower face of +mu): out += beta C (1 - s gamma) U h;
+// side 0 (lower face sites, receiving the upper face of -mu): out += beta C (1 + s gamma) h.
+KERNEL face_add(cplx* out, const cplx* buf, const cplx* U, const cplx* C, const int* geom,
+                const real* bc, int mu, int side, int parity, int dagger, real beta, int has_C,
+                long n) {
+  SITE_LOOP(f, n) {
+    const Geom G = geometry(geom);
+    int c[4];
+    const long s = face_site(G, mu, side, f, c);
+    if (parity < 0 || site_parity(G, c) == parity) {
+      const real sf = dagger ? -1 : 1;
+      cplx h[2][3], uh[2][3], acc[12], t[12];
+      for (int k = 0; k < 12; ++k) acc[k] = mk(0, 0);
+      for (int a = 0; a < 2; ++a) for (int k = 0; k < 3; ++k) h[a][k] = buf[6 * f + 3 * a + k];
+      const cplx phase = mk(bc[2 * mu], bc[2 * mu + 1]);
+      if (side == 1) {
+        colour(U + 9 * (mu * G.V + s), 0, h, uh);
+        if ((G.upper >> mu) & 1) scale(uh, phase);
+        reconstruct(mu, sf, uh, acc);
+      } else {
+        if ((G.lower >> mu) & 1) scale(h, conj(phase));
+        reconstruct(mu, -sf, h, acc);
+      }
+      if (has_C) { blocks(C + 72 * s, acc, t); } else { for (int k = 0; k < 12; ++k) t[k] = acc[k]; }
+      for (int k = 0; k < 12; ++k) out[12 * s + k] = out[12 * s + k] + beta * t[k];
+    }
+  }
+}
+
+#if !defined(__CUDACC__) && defined(_OPENMP)
+#include <omp.h>
+extern "C" void set_threads(int n) { omp_set_num_threads(n > 0 ? n : 1); }
+#elif !defined(__CUDACC__)
+extern "C" void set_threads(int n) { (void)n; }
+#endif
