@@ -7,6 +7,10 @@
     lattice-hpc bench halo [--dims D ...] [--grid G] [--field links|spinor|scalar] [--depth H] [--codim C]
     lattice-hpc bench io [--dims D ...] [--grid G] [--precision double|single] [--dir DIR]
     lattice-hpc bench plaquette [--dims D ...] [--grid G] [--group SU3] [--precision double|single]
+    lattice-hpc bench dslash [--dims D ...] [--precision double single] [--backend numpy|cupy]
+                             [--kernel auto|reference|compiled|cuda] [--grid G] [--local] [--csw C]
+    lattice-hpc bench cg [--dims D ...] [--precision ...] [--solver cgne bicgstab mixed] [--full]
+                         [--kappa K] [--csw C] [--tol T] [--grid G]
 
 Runs the same under ``mpirun -n N`` as serially.  Only rank 0 prints results: one JSON object on
 stdout; logs go to stderr.  An input error prints ``lattice-hpc: error: ...`` (naming the key, file
@@ -65,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--force", action="store_true", help="replace an existing output file")
 
     b = sub.add_parser("bench", help="benchmarks with in-run reference figures")
-    bsub = b.add_subparsers(dest="kernel", required=True)
+    bsub = b.add_subparsers(dest="benchmark", required=True)
     h = bsub.add_parser("halo", help="halo exchange vs raw MPI_Sendrecv of the same messages")
     h.add_argument("--dims", nargs="+", default=["8,8,8,16", "16,16,16,32", "24,24,24,48"])
     h.add_argument("--grid", default="auto")
@@ -88,6 +92,27 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--precision", choices=["double", "single"], default="double")
     q.add_argument("--backend", choices=["numpy", "cupy"], default="numpy")
     q.add_argument("--seconds", type=float, default=2.0)
+    d = bsub.add_parser("dslash", help="Wilson hopping term vs the copy bandwidth of the device")
+    d.add_argument("--dims", nargs="+", default=["16,16,16,16", "24,24,24,24"])
+    d.add_argument("--local", action="store_true",
+                   help="--dims are per rank (weak scaling); also time rank 0 alone")
+    d.add_argument("--csw", type=float, default=0.0)
+    g = bsub.add_parser("cg", help="Krylov solve vs the bare operator it applies")
+    g.add_argument("--dims", nargs="+", default=["16,16,16,16"])
+    g.add_argument("--solver", nargs="+", choices=["cgne", "bicgstab", "mixed"],
+                   default=["cgne", "bicgstab", "mixed"])
+    g.add_argument("--full", action="store_true", help="solve D itself, not the even/odd Schur complement")
+    g.add_argument("--kappa", type=float, default=0.12)
+    g.add_argument("--csw", type=float, default=0.0)
+    g.add_argument("--tol", type=float, default=1e-10)
+    g.add_argument("--maxiter", type=int, default=10000)
+    for k in (d, g):
+        k.add_argument("--grid", default="auto")
+        k.add_argument("--precision", nargs="+", choices=["double", "single"], default=["double", "single"])
+        k.add_argument("--backend", choices=["numpy", "cupy"], default="numpy")
+        k.add_argument("--kernel", choices=["auto", "reference", "compiled", "cuda"], default="auto")
+        k.add_argument("--seconds", type=float, default=2.0, help="time budget per measurement")
+    d.add_argument("--copy-mib", type=float, default=256.0, help="size of the reference copy per rank")
     return p
 
 
@@ -105,10 +130,14 @@ def main(argv=None) -> int:
 
             result = getattr(files, args.command)(args, comm)
         else:
-            if args.kernel == "halo":
+            if args.benchmark == "halo":
                 from .bench.halo import run
-            elif args.kernel == "io":
+            elif args.benchmark == "io":
                 from .bench.io import run
+            elif args.benchmark == "dslash":
+                from .bench.dslash import run
+            elif args.benchmark == "cg":
+                from .bench.cg import run
             else:
                 from .bench.plaquette import run
             result = run(args, comm)

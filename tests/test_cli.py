@@ -127,3 +127,33 @@ def test_bench_plaquette_reports_copy_bandwidth():
     assert proc.returncode == 0, proc.stderr
     r = json.loads(proc.stdout)["results"][0]
     assert r["GFLOPs"] > 0 and r["copy_GBps"] > 0 and 0 < r["ratio"]
+
+
+def test_bench_dslash_weak_scaling_reports_copy_and_single_rank_reference():
+    proc = _cli(["bench", "dslash", "--dims", "4,4,4,4", "--local", "--seconds", "0.2",
+                 "--copy-mib", "8"], np=2)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["flops_per_site"] == 1320 and out["bytes_per_site_double"] == 2880
+    assert [r["precision"] for r in out["results"]] == ["double", "single"]
+    for r in out["results"]:
+        assert r["dims"] == [4, 4, 4, 8] and r["local_dims"] == [4, 4, 4, 4]
+        assert r["kernel"] == "compiled"
+        assert r["GFLOPs"] > 0 and r["copy_GBps"] > 0 and r["ratio"] > 0
+        # QUDA's byte model: 2880 (double) or 1440 (single) bytes per 1320 flops
+        per_site = 2880 if r["precision"] == "double" else 1440
+        assert abs(r["GBps"] / r["GFLOPs"] - per_site / 1320) < 1e-9
+        assert r["single_rank_GFLOPs"] > 0 and r["per_rank_ratio"] > 0
+
+
+def test_bench_cg_reports_solves_next_to_the_bare_operator():
+    proc = _cli(["bench", "cg", "--dims", "4,4,4,8", "--seconds", "0.2"])
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    runs = {(r["precision"], r["solver"]): r for r in out["results"]}
+    assert set(runs) == {("double", "cgne"), ("double", "bicgstab"), ("double", "mixed"),
+                         ("single", "cgne"), ("single", "bicgstab")}
+    for (precision, _), r in runs.items():
+        assert r["true_residual"] < (1e-10 if precision == "double" else 1e-5)
+        assert r["iterations"] > 0 and 0 < r["ratio"]
+    assert runs[("double", "mixed")]["restarts"] >= 2

@@ -3,13 +3,18 @@
 - the kernel tables rebuild the DeGrand-Rossi matrices exactly;
 - every operation of the generalised hopping contract (``D``, ``D^dag``, parity-restricted hops,
   fused clover blocks on both sides) of each fused kernel equals the reference: 1e-13 relative in
-  double precision, 1e-6 in single, with a non-trivial complex boundary phase;
+  double precision, 1e-6 in single, with a non-trivial complex boundary phase, with links stored
+  whole or as two rows (``recon=12``, refused for links that are not SU(3));
 - the same on every process grid (against the serial reference);
 - the Schur complement: ``gamma_5``-hermiticity, and the even/odd solve equals the full solve.
 
 The fused kernels checked are those this machine can run: ``compiled`` (g++) everywhere, and
-``cuda`` when CuPy finds a GPU (the list is built at collection time, nothing is skipped).
+``cuda`` when CuPy finds a GPU (the list is built at collection time, nothing is skipped).  Where
+CUDA's compiler is installed, the same source is also compiled for the GPU (sm_90) by nvcc.
 """
+
+import shutil
+import subprocess
 
 import numpy as np
 import pytest
@@ -74,15 +79,16 @@ def test_kernel_tables_rebuild_the_gamma_matrices():
 
 @pytest.mark.parametrize("kernel,array", FUSED)
 @pytest.mark.parametrize("precision,tol", [("double", 1e-13), ("single", 1e-6)])
+@pytest.mark.parametrize("recon", [18, 12])
 @pytest.mark.parametrize("csw", [0.0, 1.4])
-def test_fused_kernels_equal_the_reference(kernel, array, precision, tol, csw):
+def test_fused_kernels_equal_the_reference(kernel, array, precision, tol, recon, csw):
     lat = Lattice((4, 6, 4, 8), (1, 1, 1, 1), comm=self_comm())
     ref = WilsonDirac(_hot(lat, Backend("numpy", "double")), 0.13, csw, BC, kernel="reference")
     psi = random_spinor(lat, CounterRNG(5), ("psi",), Backend("numpy", "double"))
     want = _operations(ref, psi)
     backend = Backend(array, precision)
-    D = ref.converted(precision, kernel, array)
-    assert D.hopping.name == kernel and D.dtype == backend.complex
+    D = ref.converted(precision, kernel, array, recon)
+    assert D.hopping.name == kernel and D.dtype == backend.complex and D.recon == recon
     got = _operations(D, backend.asarray(psi, dtype=backend.complex))
     for key, w in want.items():
         g = backend.asnumpy(got[key])
@@ -92,15 +98,25 @@ def test_fused_kernels_equal_the_reference(kernel, array, precision, tol, csw):
             assert np.all(g[lat.parity == 1] == 0), key
 
 
+def test_recon12_refuses_links_that_are_not_su3():
+    lat = Lattice((4, 4, 4, 4), (1, 1, 1, 1), comm=self_comm())
+    U = _hot(lat, Backend())
+    U.links[1] *= np.exp(0.01j)  # U(3), not SU(3): the third row is not conj(row0 x row1)
+    with pytest.raises(ValueError, match="recon=12 needs links in SU.3.: U_1"):
+        WilsonDirac(U, 0.1, recon=12, kernel="compiled")
+    WilsonDirac(U, 0.1, recon=18, kernel="compiled")
+
+
 @pytest.mark.mpi
 @pytest.mark.parametrize("kernel,array", FUSED)
-@pytest.mark.parametrize("csw", [0.0, 1.2])
-def test_fused_kernels_are_identical_on_every_grid(kernel, array, csw):
+@pytest.mark.parametrize("csw,recon", [(0.0, 18), (1.2, 18), (1.2, 12)])
+def test_fused_kernels_are_identical_on_every_grid(kernel, array, csw, recon):
     dims = (4, 4, 4, 8)
     backend = Backend(array, "double")
 
     def run(lat, kernel):
-        D = WilsonDirac(_hot(lat, backend, 7), 0.125, csw, BC, kernel=kernel)
+        D = WilsonDirac(_hot(lat, backend, 7), 0.125, csw, BC, kernel=kernel,
+                        recon=18 if kernel == "reference" else recon)
         psi = random_spinor(lat, CounterRNG(8), ("psi",), backend)
         return {key: gather_spinor(lat, v) for key, v in _operations(D, psi).items()}
 
@@ -164,3 +180,43 @@ def test_evenodd_solution_is_identical_on_every_grid(csw):
             x, it = res[key]
             assert it == it0, key
             np.testing.assert_allclose(x, x0, rtol=0, atol=1e-12 * np.abs(x0).max())
+
+
+def test_missing_compiler_is_named_and_auto_falls_back_to_the_reference(monkeypatch, tmp_path):
+    from lattice_hpc.errors import BackendError
+    from lattice_hpc.fermions.kernels import cpu
+
+    lat = Lattice((4, 4, 4, 4), (1, 1, 1, 1), comm=self_comm())
+    U = _hot(lat, Backend())
+    monkeypatch.setenv("CXX", "no-such-compiler")
+    monkeypatch.setenv("LATTICE_HPC_CACHE", str(tmp_path))
+    monkeypatch.delenv("LATTICE_HPC_KERNEL", raising=False)
+    cpu.library.cache_clear()
+    try:
+        with pytest.raises(BackendError, match="no-such-compiler"):
+            WilsonDirac(U, 0.1, kernel="compiled")
+        assert WilsonDirac(U, 0.1).hopping.name == "reference"
+        assert not any(tmp_path.iterdir())  # nothing half-written left behind
+    finally:
+        cpu.library.cache_clear()
+    with pytest.raises(BackendError, match="unknown kernel"):
+        WilsonDirac(U, 0.1, kernel="fast")
+
+
+if shutil.which("nvcc"):  # where CUDA's compiler is installed (this project's machines have it)
+
+    @pytest.mark.parametrize("precision", ["double", "single"])
+    @pytest.mark.parametrize("recon", [18, 12])
+    def test_kernel_source_compiles_for_the_gpu(precision, recon, tmp_path):
+        """The CPU-tested source is valid CUDA: nvcc builds it for Hopper (sm_90), no local-memory
+        spills in the bulk kernel (its arrays stay in registers)."""
+        from lattice_hpc.fermions.kernels.source import kernel_source
+
+        src = tmp_path / "wilson.cu"
+        src.write_text(kernel_source(precision, recon))
+        proc = subprocess.run(["nvcc", "-std=c++14", "-arch=sm_90", "-cubin", "-Xptxas", "-v",
+                               "-o", str(tmp_path / "w.cubin"), str(src)],
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        info = proc.stderr.split("Compiling entry function 'dslash_bulk'")[1].split("ptxas info    : Used")[0]
+        assert "0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads" in info, info

@@ -11,8 +11,9 @@ PY=${PYTHON:-python3}
 here=$(cd "$(dirname "$0")/.." && pwd)
 log() { printf '[install] %s\n' "$*" >&2; }
 
-# 1. System packages: MPICH (the MPI of Aurora, Polaris, Perlmutter, Frontier) and parallel HDF5.
-apt_pkgs=(mpich libmpich-dev libhdf5-mpich-dev pkg-config)
+# 1. System packages: MPICH (the MPI of Aurora, Polaris, Perlmutter, Frontier), parallel HDF5, and g++
+#    for the compiled CPU kernels of the Dirac operator.
+apt_pkgs=(mpich libmpich-dev libhdf5-mpich-dev pkg-config g++)
 missing=()
 for p in "${apt_pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

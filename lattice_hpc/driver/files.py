@@ -15,7 +15,8 @@ parts, the link trace and the checksum status are always printed):
 - ``polyakov``: ``[re, im]`` of the Polyakov loop;
 - ``pion`` (4D SU(3), needs ``--kappa``, optional ``--csw``): ``"pion": [C(0), ..., C(T-1)]``, the
   Wilson(-clover) pion correlator from a point source at the origin (CONVENTIONS.md;
-  :func:`lattice_hpc.fermions.pion_correlator`), 12 CGNE solves at relative tolerance 1e-12, with
+  :func:`lattice_hpc.fermions.pion_correlator`), 12 even/odd preconditioned CGNE solves at
+  relative tolerance 1e-12, with
   ``"pion_solver"``: iterations per solve and the largest true residual ``|b - D x| / |b|``;
 - ``condensate`` (same requirements; ``--noise N`` Z2 vectors, default 16, ``--seed S``):
   ``"condensate": [mean, error]`` of ``(1/V) Tr D^{-1}`` in kappa normalization, i.e.
@@ -99,14 +100,14 @@ def fermion_observables(U, names, args) -> dict:
         if "pion" in names:
             prop = point_propagator(D)
             out["pion"] = [float(c) for c in pion_correlator(U.lattice, prop)]
-            out["pion_solver"] = {"solver": "cgne", "tol": DEFAULT_TOL, **prop.info()}
+            out["pion_solver"] = {"solver": "evenodd-cgne", "tol": DEFAULT_TOL, **prop.info()}
         if "condensate" in names:
             seed = int(getattr(args, "seed", 0) or 0)
             res = chiral_condensate(D, int(args.noise), CounterRNG(seed))
             out["condensate"] = [res.mean, res.error]
             out["condensate_noise"] = {"vectors": int(args.noise), "type": "Z2", "seed": seed,
                                        "imag_mean": res.imag_mean}
-            out["condensate_solver"] = {"solver": "cgne", "tol": DEFAULT_TOL, **res.info()}
+            out["condensate_solver"] = {"solver": "evenodd-cgne", "tol": DEFAULT_TOL, **res.info()}
     except SolverError as exc:  # every rank takes the same branches: they all raise this
         raise ConfigError(f"--kappa {kappa} --csw {csw}: the Dirac solve did not converge ({exc}); "
                           "is kappa beyond its critical value for this configuration?") from exc

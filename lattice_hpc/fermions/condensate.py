@@ -90,7 +90,7 @@ def chiral_condensate(D, nsamples: int, rng, solve=None, purpose=("z2",)) -> Con
         D: the Dirac operator (kappa normalization), with ``apply``, ``lattice``, ``backend``.
         nsamples: number of noise vectors (>= 1; the error needs >= 2).
         rng: a :class:`lattice_hpc.rng.CounterRNG`; sample ``n`` uses purpose ``purpose + (n,)``.
-        solve: ``solve(D, b) -> SolveResult`` (default: CGNE at 1e-12).
+        solve: ``solve(D, b) -> SolveResult`` (default: even/odd CGNE at 1e-12).
 
     Returns:
         a :class:`CondensateResult`; ``mean`` estimates ``(1/V) Tr D^{-1}`` (``-<psibar psi>``).

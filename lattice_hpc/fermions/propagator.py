@@ -14,9 +14,9 @@ the ``gamma_5``-hermiticity form of ``sum_x tr[gamma_5 S(x;0) gamma_5 S(0;x)]``,
 
 Solvers are pluggable: every function takes ``solve(D, b) -> SolveResult`` (the result type of
 :mod:`lattice_hpc.solvers`, with at least ``x``, ``iterations``, ``true_residual``, ``converged``,
-``seconds`` and ``operator_applications``).  The default is CGNE on the full system at relative
-tolerance ``1e-12`` (:func:`default_solve`); an even/odd preconditioned solver with the same
-signature can be dropped in.  Besides what the solver reports, the residual ``|b - D x| / |b|``
+``seconds`` and ``operator_applications``).  The default is even/odd preconditioned CGNE at relative
+tolerance ``1e-12`` (:func:`default_solve`); any solver with the same signature can be
+dropped in.  Besides what the solver reports, the residual ``|b - D x| / |b|``
 of the full system is recomputed here for each column, so it means the same whatever the solver.
 """
 
@@ -34,10 +34,11 @@ DEFAULT_TOL = 1e-12
 
 
 def default_solve(D, b):
-    """Collective: CGNE on ``D x = b`` at relative tolerance ``1e-12`` (the default ``solve``)."""
-    from ..solvers import cgne  # late import: the solvers build on the fermions package
+    """Collective: ``D x = b`` by even/odd preconditioned CGNE (:func:`.evenodd.solve_evenodd`) at
+    relative tolerance ``1e-12`` on the Schur system; the caller checks the full true residual."""
+    from .evenodd import solve_evenodd
 
-    return cgne(D, b, tol=DEFAULT_TOL)
+    return solve_evenodd(D, b, tol=DEFAULT_TOL)
 
 
 def solve_info(results, residuals, seconds: float) -> dict:
@@ -106,7 +107,7 @@ def point_propagator(D, site=(0, 0, 0, 0), solve=None) -> Propagator:
         D: the Dirac operator (e.g. :class:`~lattice_hpc.fermions.WilsonDirac`), with ``apply``,
             ``lattice``, ``backend`` and ``zeros()``.
         site: the source's global coordinates in direction order ``(x, y, z, t)``.
-        solve: ``solve(D, b) -> SolveResult`` (default :func:`default_solve`: CGNE at 1e-12).
+        solve: ``solve(D, b) -> SolveResult`` (default :func:`default_solve`: even/odd CGNE at 1e-12).
 
     Returns:
         a :class:`Propagator`.  A solver that does not converge raises its own error

@@ -52,12 +52,15 @@ class WilsonDirac:
         bc: phase per direction for hops across the global boundary (default ``+1`` in space,
             ``-1`` in time).
         kernel: ``"auto"``, ``"reference"``, ``"compiled"`` (CPU) or ``"cuda"`` (see :mod:`.kernels`).
+        recon: link storage of the fused kernels: 18 reals, or 12 (the first two rows; the third
+            is rebuilt as ``conj(row0 x row1)``, which needs links in SU(3), checked here).  The
+            reference always uses whole links.
 
     Construction is collective only when ``csw != 0`` (the clover leaves need the gauge halo).
     """
 
     def __init__(self, U: GaugeField, kappa: float, csw: float = 0.0, bc=None, kernel: str = "auto",
-                 clover=None):
+                 clover=None, recon: int = 18):
         lat = U.lattice
         if U.N != COLOR or lat.ndim != 4:
             raise ValueError("Wilson fermions are implemented for 4D SU(3) gauge fields")
@@ -78,13 +81,17 @@ class WilsonDirac:
         else:
             self.clover = self._clover_blocks(U) if self.csw else None
         self._clover_inv = None
-        self.kernel_name = kernel
+        self.kernel_name, self.recon = kernel, int(recon)
+        if self.recon not in (18, 12):
+            raise ValueError(f"recon must be 18 or 12, got {recon}")
+        if self.recon == 12:
+            self._check_special_unitary()
         self.hopping = make_hopping(self, kernel)
 
     def converted(self, precision: str | None = None, kernel: str | None = None,
-                  array: str | None = None) -> "WilsonDirac":
+                  array: str | None = None, recon: int | None = None) -> "WilsonDirac":
         """The same operator at another precision (e.g. ``"single"`` for mixed-precision solves),
-        with another kernel, or on another array module (``"numpy"``/``"cupy"``).
+        with another kernel or link storage, or on another array module (``"numpy"``/``"cupy"``).
 
         The links and clover blocks are rounded from this operator's, not recomputed.
         """
@@ -95,7 +102,19 @@ class WilsonDirac:
         low._fresh = list(U._fresh)
         clover = None if self.clover is None else backend.asarray(U.backend.asnumpy(self.clover))
         return WilsonDirac(low, self.kappa, self.csw, self.bc, kernel or self.kernel_name,
-                           clover=clover)
+                           clover=clover, recon=recon or self.recon)
+
+    def _check_special_unitary(self):
+        """``recon=12`` rebuilds the third row from the first two: refuse links that are not SU(3)."""
+        xp = self.xp
+        tol = 1e-12 if self.backend.precision == "double" else 1e-5
+        eye = xp.eye(COLOR, dtype=self.dtype)
+        for mu, u in enumerate(self.links):
+            third = xp.conj(xp.cross(u[..., 0, :], u[..., 1, :]))
+            err = float(xp.abs(u @ dagger(u) - eye).max()) + float(xp.abs(u[..., 2, :] - third).max())
+            if err > tol:
+                raise ValueError(f"recon=12 needs links in SU(3): U_{mu} is off by {err:.1e} "
+                                 "(project the field, or use recon=18)")
 
     # -- fields ------------------------------------------------------------------------------
     def shape(self) -> tuple:

@@ -42,20 +42,20 @@ def cache_dir() -> Path:
 
 
 @lru_cache(maxsize=None)
-def library(precision: str) -> ctypes.CDLL:
-    """The compiled kernels for ``precision`` (compiling them on first use)."""
+def library(precision: str, recon: int = 18) -> ctypes.CDLL:
+    """The compiled kernels for ``precision`` and link storage ``recon`` (compiled on first use)."""
     cxx = os.environ.get("CXX", "g++")
     if shutil.which(cxx) is None:
         raise BackendError(f"compiled CPU kernels need a C++ compiler: {cxx!r} not found "
                            "(install g++, set CXX, or use kernel='reference')")
     version = subprocess.run([cxx, "--version"], capture_output=True, text=True).stdout
-    key = source_hash(precision, "|".join([cxx, version, " ".join(FLAGS), _cpu_id()]))
-    target = cache_dir() / f"wilson_{precision}_{key}.so"
+    key = source_hash(precision, recon, "|".join([cxx, version, " ".join(FLAGS), _cpu_id()]))
+    target = cache_dir() / f"wilson_{precision}_r{recon}_{key}.so"
     if not target.exists():
         target.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
             src = Path(tmp) / "wilson.cpp"
-            src.write_text(kernel_source(precision))
+            src.write_text(kernel_source(precision, recon))
             out = Path(tmp) / target.name
             proc = subprocess.run([cxx, *FLAGS, "-o", str(out), str(src)], capture_output=True,
                                   text=True)
@@ -87,10 +87,10 @@ class CompiledHopping(Hopping):
         super().__init__(op)
         if op.backend.name != "numpy":
             raise BackendError("the compiled CPU kernels take NumPy arrays: use kernel='cuda' on CuPy")
-        self.lib = library(op.backend.precision)
+        self.lib = library(op.backend.precision, op.recon)
         self.real = op.backend.real
         lat = self.lattice
-        self.gauge = np.ascontiguousarray(np.stack(op.links))  # (4, *local, 3, 3)
+        self.gauge = kernel_links(op, np)
         self.geom, self.bc = geometry_arrays(op, np)
         self.V = lat.local_volume
 
@@ -133,6 +133,13 @@ class CompiledHopping(Hopping):
         if parity is not None:
             out *= (self.lattice.parity == parity)[..., None, None]
         return out
+
+
+def kernel_links(op, xp):
+    """The links as the kernels read them: ``(4, *local, 3, 3)``, or ``(4, *local, 2, 3)`` (the
+    first two rows) for ``recon=12``."""
+    rows = 3 if op.recon == 18 else 2
+    return xp.ascontiguousarray(xp.stack([u[..., :rows, :] for u in op.links]))
 
 
 def geometry_arrays(op, xp):

@@ -18,17 +18,17 @@ import numpy as np
 
 from ...errors import BackendError
 from .base import Hopping
-from .cpu import geometry_arrays
+from .cpu import geometry_arrays, kernel_links
 from .source import kernel_source
 
 THREADS = 128
 
 
 @lru_cache(maxsize=None)
-def module(precision: str):  # pragma: no cover - GPU only
+def module(precision: str, recon: int = 18):  # pragma: no cover - GPU only
     import cupy
 
-    return cupy.RawModule(code=kernel_source(precision), options=("-std=c++14",),
+    return cupy.RawModule(code=kernel_source(precision, recon), options=("-std=c++14",),
                           name_expressions=None)
 
 
@@ -44,12 +44,12 @@ class CudaHopping(Hopping):  # pragma: no cover - GPU only
         import cupy
 
         self.cp = cupy
-        mod = module(op.backend.precision)
+        mod = module(op.backend.precision, op.recon)
         self.k_bulk = mod.get_function("dslash_bulk")
         self.k_pack = mod.get_function("pack_face")
         self.k_face = mod.get_function("face_add")
         self.real = op.backend.real
-        self.gauge = cupy.ascontiguousarray(cupy.stack(op.links))
+        self.gauge = kernel_links(op, cupy)
         self.geom, self.bc = geometry_arrays(op, cupy)
         self.V = self.lattice.local_volume
         self.null = cupy.zeros(1, dtype=op.dtype)  # stands for an absent block array

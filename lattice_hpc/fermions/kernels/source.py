@@ -1,8 +1,8 @@
 """The kernel source with its prelude: precision and the Dirac-matrix tables from :mod:`..gamma`.
 
 ``wilson.cuh`` is the one source of the fused kernels, compiled by g++ for the CPU and by NVRTC
-for the GPU.  Its prelude defines ``real`` and the tables ``PERM``/``IPOW`` of the DeGrand-Rossi
-matrices (``gamma_mu[a][PERM[mu][a]] = i^IPOW[mu][a]``), generated here from
+for the GPU.  Its prelude defines ``real`` and the tables ``perm_of``/``ipow_of`` of the DeGrand-Rossi
+matrices (``gamma_mu[a][perm_of(mu, a)] = i^ipow_of(mu, a)``), generated here from
 :data:`lattice_hpc.fermions.gamma.GAMMA`, so the matrices are written down in one place only.
 """
 
@@ -41,15 +41,29 @@ def gamma_tables() -> tuple[list[list[int]], list[list[int]]]:
 
 
 def _table(name, rows) -> str:
-    body = ", ".join("{" + ", ".join(map(str, r)) + "}" for r in rows)
-    return f"TABLE int {name}[4][4] = {{{body}}};"
+    """``rows[mu][a]`` (each 0..3) packed 2 bits an entry into one literal, and its accessor.
+
+    A packed literal rather than an array: once the loops over ``mu`` and ``a`` are unrolled every
+    lookup is a compile-time constant on both compilers, so the spinor arrays that it indexes stay
+    in registers (a ``__constant__`` array would force them into local memory on the GPU).
+    """
+    bits = sum(int(v) << (2 * (4 * mu + a)) for mu, r in enumerate(rows) for a, v in enumerate(r))
+    return (f"#define {name}_BITS 0x{bits:08x}u\n"
+            f"DEV int {name.lower()}_of(int mu, int a) {{ return ({name}_BITS >> (2 * (4 * mu + a))) & 3; }}")
+
+
+RECONS = (18, 12)
 
 
 @lru_cache(maxsize=None)
-def kernel_source(precision: str) -> str:
-    """Full kernel source for ``precision`` (``"double"`` or ``"single"``)."""
+def kernel_source(precision: str, recon: int = 18) -> str:
+    """Full kernel source for ``precision`` (``"double"`` or ``"single"``) and link storage
+    ``recon`` (18 reals, or 12: two rows, the third rebuilt in the kernel)."""
+    if recon not in RECONS:
+        raise ValueError(f"recon must be one of {RECONS}, got {recon}")
     perm, ipow = gamma_tables()
-    prelude = "\n".join([f"typedef {REAL[precision]} real;", _table("PERM", perm), _table("IPOW", ipow)])
+    prelude = "\n".join([f"typedef {REAL[precision]} real;", f"#define RECON {recon}",
+                          _table("PERM", perm), _table("IPOW", ipow)])
     text = KERNEL_FILE.read_text()
     marker = "// @PRELUDE@"
     if marker not in text:
@@ -57,5 +71,5 @@ def kernel_source(precision: str) -> str:
     return text.replace(marker, prelude + "\n//", 1)
 
 
-def source_hash(precision: str, extra: str = "") -> str:
-    return hashlib.sha256((kernel_source(precision) + extra).encode()).hexdigest()[:16]
+def source_hash(precision: str, recon: int = 18, extra: str = "") -> str:
+    return hashlib.sha256((kernel_source(precision, recon) + extra).encode()).hexdigest()[:16]

@@ -1,7 +1,8 @@
 // Fused Wilson(-clover) hopping kernels: ONE source for the CPU (g++ -O3 -fopenmp, called through
 // ctypes, lattice_hpc/fermions/kernels/cpu.py) and the GPU (NVRTC through cupy.RawModule,
 // lattice_hpc/fermions/kernels/cuda.py).  The Python side prepends a prelude that defines `real`
-// (double or float) and the Dirac-matrix tables PERM and IPOW, generated from
+// (double or float), RECON (18: links stored whole, 12: their first two rows) and the
+// Dirac-matrix tables perm_of and ipow_of, generated from
 // lattice_hpc/fermions/gamma.py, so the DeGrand-Rossi matrices are written in one place only.
 //
 // What is computed (the same contract as the reference, lattice_hpc/fermions/wilson.py):
@@ -15,13 +16,13 @@
 // global boundary of direction mu multiplied by the phase bc[mu] (forward) or conj(bc[mu]) (backward).
 //
 // Spin projection (DeGrand-Rossi, every gamma_mu has one non-zero per row, a power of i):
-// gamma_mu[a][PERM[mu][a]] = i^IPOW[mu][a].  The half spinor of (1 - s gamma_mu) psi is rows 0, 1:
-//     h_a = psi_a - s i^IPOW[mu][a] psi_{PERM[mu][a]},     a = 0, 1,
-// and rows 2, 3 are rebuilt as row_{PERM[mu][a]} = -s i^IPOW[mu][PERM[mu][a]] h_a.  The colour
+// gamma_mu[a][perm_of(mu, a)] = i^ipow_of(mu, a).  The half spinor of (1 - s gamma_mu) psi is rows 0, 1:
+//     h_a = psi_a - s i^ipow_of(mu, a) psi_{perm_of(mu, a)},     a = 0, 1,
+// and rows 2, 3 are rebuilt as row_{perm_of(mu, a)} = -s i^ipow_of(mu, perm_of(mu, a)) h_a.  The colour
 // matrix multiplies the half spinor only: 2 x (3x3 times 3) per hop instead of 4.
 //
 // Layouts (site index s in memory order: t slowest, x fastest, no halo):
-//     psi, chi, out: [V][4 spin][3 colour] complex       U: [4 mu][V][3][3] complex
+//     psi, chi, out: [V][4 spin][3 colour] complex       U: [4 mu][V][3 or 2 rows][3] complex
 //     B, C: [V][2 chiral block][6][6] complex            face buffers: [V / L_mu][2][3] complex
 // geom = {Lx, Ly, Lz, Lt, partitioned mask, upper global boundary mask, lower global boundary mask,
 //         parity of the block origin}.  Directions in `partitioned` are not wrapped here: their
@@ -33,17 +34,15 @@
 
 #if defined(__CUDACC__)
 #define DEV __device__ __forceinline__
-#define TABLE __constant__
 #define KERNEL extern "C" __global__ void
 #define SITE_LOOP(i, n) long i = (long)blockIdx.x * blockDim.x + threadIdx.x; if (i < (n))
 #else
 #define DEV static inline
-#define TABLE static const
 #define KERNEL extern "C" void
 #define SITE_LOOP(i, n) _Pragma("omp parallel for schedule(static)") for (long i = 0; i < (n); ++i)
 #endif
 
-// @PRELUDE@  (real, PERM, IPOW: inserted here by lattice_hpc/fermions/kernels/source.py)
+// @PRELUDE@  (real, perm_of, ipow_of: inserted here by lattice_hpc/fermions/kernels/source.py)
 
 struct cplx { real re, im; };
 DEV cplx mk(real re, real im) { cplx z; z.re = re; z.im = im; return z; }
@@ -79,22 +78,37 @@ DEV void project(int mu, real s, const cplx* psi, cplx h[2][3]) {
   for (int a = 0; a < 2; ++a)
 #pragma unroll
     for (int c = 0; c < 3; ++c)
-      h[a][c] = psi[3 * a + c] - s * ipow(IPOW[mu][a], psi[3 * PERM[mu][a] + c]);
+      h[a][c] = psi[3 * a + c] - s * ipow(ipow_of(mu, a), psi[3 * perm_of(mu, a) + c]);
 }
 // acc += (1 - s gamma_mu) rebuilt from its half spinor h.
 DEV void reconstruct(int mu, real s, const cplx h[2][3], cplx* acc) {
 #pragma unroll
   for (int a = 0; a < 2; ++a) {
-    const int b = PERM[mu][a];
+    const int b = perm_of(mu, a);
 #pragma unroll
     for (int c = 0; c < 3; ++c) {
       acc[3 * a + c] = acc[3 * a + c] + h[a][c];
-      acc[3 * b + c] = acc[3 * b + c] - s * ipow(IPOW[mu][b], h[a][c]);
+      acc[3 * b + c] = acc[3 * b + c] - s * ipow(ipow_of(mu, b), h[a][c]);
     }
   }
 }
+// The link U_mu(s): 18 reals stored (RECON 18), or its first two rows only (RECON 12, 1/3 fewer
+// bytes), the third rebuilt as conj(row0 x row1), exact for SU(3) (Clark et al., arXiv:0911.3191).
+DEV void load_link(const cplx* U, int mu, long s, long V, cplx m[3][3]) {
+  const cplx* p = U + (RECON / 2) * (mu * V + s);
+#pragma unroll
+  for (int i = 0; i < RECON / 6; ++i)
+#pragma unroll
+    for (int j = 0; j < 3; ++j) m[i][j] = p[3 * i + j];
+#if RECON == 12
+  m[2][0] = conj(m[0][1] * m[1][2] - m[0][2] * m[1][1]);
+  m[2][1] = conj(m[0][2] * m[1][0] - m[0][0] * m[1][2]);
+  m[2][2] = conj(m[0][0] * m[1][1] - m[0][1] * m[1][0]);
+#endif
+}
+
 // out = U h (dag = 0) or U^dag h (dag = 1), for both spins of the half spinor.
-DEV void colour(const cplx* U, int dag, const cplx h[2][3], cplx out[2][3]) {
+DEV void colour(const cplx U[3][3], int dag, const cplx h[2][3], cplx out[2][3]) {
 #pragma unroll
   for (int a = 0; a < 2; ++a)
 #pragma unroll
@@ -102,7 +116,7 @@ DEV void colour(const cplx* U, int dag, const cplx h[2][3], cplx out[2][3]) {
       cplx z = mk(0, 0);
 #pragma unroll
       for (int j = 0; j < 3; ++j)
-        z = z + (dag ? conj_mul(U[3 * j + i], h[a][j]) : U[3 * i + j] * h[a][j]);
+        z = z + (dag ? conj_mul(U[j][i], h[a][j]) : U[i][j] * h[a][j]);
       out[a][i] = z;
     }
 }
@@ -147,7 +161,7 @@ DEV void bulk_site(long s, cplx* out, const cplx* psi, const cplx* chi, const cp
   const real sf = dagger ? -1 : 1;
   cplx acc[12];
   for (int k = 0; k < 12; ++k) acc[k] = mk(0, 0);
-  cplx h[2][3], uh[2][3];
+  cplx h[2][3], uh[2][3], link[3][3];
 #pragma unroll
   for (int mu = 0; mu < 4; ++mu) {
     const long L = G.L[mu], st = G.stride[mu];
@@ -157,7 +171,8 @@ DEV void bulk_site(long s, cplx* out, const cplx* psi, const cplx* chi, const cp
       const int wrap = c[mu] == L - 1;
       const long nb = wrap ? s - (L - 1) * st : s + st;
       project(mu, sf, psi + 12 * nb, h);
-      colour(U + 9 * (mu * G.V + s), 0, h, uh);
+      load_link(U, mu, s, G.V, link);
+      colour(link, 0, h, uh);
       if (wrap) scale(uh, phase);
       reconstruct(mu, sf, uh, acc);
     }
@@ -165,7 +180,8 @@ DEV void bulk_site(long s, cplx* out, const cplx* psi, const cplx* chi, const cp
       const int wrap = c[mu] == 0;
       const long nb = wrap ? s + (L - 1) * st : s - st;
       project(mu, -sf, psi + 12 * nb, h);
-      colour(U + 9 * (mu * G.V + nb), 1, h, uh);
+      load_link(U, mu, nb, G.V, link);
+      colour(link, 1, h, uh);
       if (wrap) scale(uh, conj(phase));
       reconstruct(mu, -sf, uh, acc);
     }
@@ -218,13 +234,14 @@ KERNEL pack_face(cplx* buf, const cplx* psi, const cplx* U, const int* geom, int
     const long s = face_site(G, mu, side, f, c);
     if (parity < 0 || site_parity(G, c) == parity) {
       const real sf = dagger ? -1 : 1;
-      cplx h[2][3], uh[2][3];
+      cplx h[2][3], uh[2][3], link[3][3];
       if (side == 0) {
         project(mu, sf, psi + 12 * s, h);
         for (int a = 0; a < 2; ++a) for (int k = 0; k < 3; ++k) buf[6 * f + 3 * a + k] = h[a][k];
       } else {
         project(mu, -sf, psi + 12 * s, h);
-        colour(U + 9 * (mu * G.V + s), 1, h, uh);
+        load_link(U, mu, s, G.V, link);
+        colour(link, 1, h, uh);
         for (int a = 0; a < 2; ++a) for (int k = 0; k < 3; ++k) buf[6 * f + 3 * a + k] = uh[a][k];
       }
     }
@@ -242,12 +259,13 @@ KERNEL face_add(cplx* out, const cplx* buf, const cplx* U, const cplx* C, const 
     const long s = face_site(G, mu, side, f, c);
     if (parity < 0 || site_parity(G, c) == parity) {
       const real sf = dagger ? -1 : 1;
-      cplx h[2][3], uh[2][3], acc[12], t[12];
+      cplx h[2][3], uh[2][3], link[3][3], acc[12], t[12];
       for (int k = 0; k < 12; ++k) acc[k] = mk(0, 0);
       for (int a = 0; a < 2; ++a) for (int k = 0; k < 3; ++k) h[a][k] = buf[6 * f + 3 * a + k];
       const cplx phase = mk(bc[2 * mu], bc[2 * mu + 1]);
       if (side == 1) {
-        colour(U + 9 * (mu * G.V + s), 0, h, uh);
+        load_link(U, mu, s, G.V, link);
+        colour(link, 0, h, uh);
         if ((G.upper >> mu) & 1) scale(uh, phase);
         reconstruct(mu, sf, uh, acc);
       } else {

@@ -1,0 +1,120 @@
+"""``lattice-hpc bench dslash``: the Wilson hopping term against the copy bandwidth of the device.
+
+For each lattice size and precision: the hopping term ``H psi`` (with its half-spinor face exchange
+when the grid is split) and, interleaved with it in the same run, a copy of a large buffer
+(``--copy-mib``, default 256 MiB per rank, four times a 64 MiB last-level cache: the STREAM rule)
+on the same device.  Figures (CONVENTIONS.md):
+
+- ``GFLOPs``: 1320 flops per site of the global lattice;
+- ``GBps``: QUDA's byte model, per site 8 links (18 reals), 8 neighbour spinors (24 reals) and one
+  output spinor (24 reals) at the storage precision: 2880 bytes in double, 1440 in single;
+- ``copy_GBps``: bytes read + written by the copy; ``ratio = GBps / copy_GBps``.
+
+The byte model counts every neighbour spinor as a memory read: a kernel whose neighbours hit in
+cache can exceed ``ratio = 1``.  With ``--local`` the dimensions are per rank (weak scaling) and,
+on several ranks, rank 0 also times the same local lattice alone while the other ranks wait:
+``per_rank_ratio`` is the per-rank throughput of the full job over that single-rank figure,
+measured in the same run.
+"""
+
+from __future__ import annotations
+
+import math
+
+from ..backend import Backend
+from ..comm import compute_dims, self_comm
+from ..fermions import WilsonDirac, random_spinor
+from ..gauge import GaugeField
+from ..geometry import Lattice, parse_dims
+from ..groups import get_group
+from ..rng import CounterRNG
+from .timing import time_pairs
+
+FLOPS_PER_SITE = 1320
+REALS_PER_SITE = 8 * 18 + 8 * 24 + 24
+
+
+def operator(lat, backend, kernel, kappa=0.12, csw=0.0, seed=1):
+    """A Wilson(-clover) operator on a hot field and a random source (shared with bench cg)."""
+    U = GaugeField.hot(lat, get_group("SU3"), CounterRNG(seed), backend)
+    U.refresh()
+    D = WilsonDirac(U, kappa, csw, kernel=kernel)
+    psi = random_spinor(lat, CounterRNG(seed + 1), ("bench",), backend)
+    return D, psi
+
+
+def copy_reference(backend, mib: float):
+    """A function copying ``mib`` MiB on the backend's device, and the bytes it moves."""
+    xp = backend.xp
+    n = int(mib * 2 ** 20) // 8
+    src = xp.ones(n, dtype=xp.float64)
+    dst = xp.empty_like(src)
+
+    def copy():
+        xp.copyto(dst, src)
+        if backend.name == "cupy":  # pragma: no cover - GPU only
+            xp.cuda.get_current_stream().synchronize()
+
+    return copy, 2 * src.nbytes
+
+
+def synced(backend, fn):
+    if backend.name != "cupy":
+        return fn
+
+    def call():  # pragma: no cover - GPU only
+        fn()
+        backend.xp.cuda.get_current_stream().synchronize()
+
+    return call
+
+
+def local_grid(nprocs: int, ndim: int) -> tuple[int, ...]:
+    """Weak-scaling grid: the balanced factorisation, largest factors on the slowest directions."""
+    return tuple(reversed(compute_dims(nprocs, ndim)))
+
+
+def run(args, comm) -> dict:
+    results = []
+    for precision in args.precision:
+        backend = Backend(args.backend, precision)
+        copy, copy_bytes = copy_reference(backend, args.copy_mib)
+        for dims_text in args.dims:
+            dims = parse_dims(dims_text)
+            if args.local:
+                grid = parse_dims(args.grid) if args.grid != "auto" else local_grid(comm.size, len(dims))
+                dims = tuple(d * g for d, g in zip(dims, grid))
+            else:
+                grid = args.grid
+            lat = Lattice(dims, grid, comm=comm)
+            D, psi = operator(lat, backend, args.kernel, csw=args.csw)
+            hop = synced(backend, lambda: D.hop(psi))
+            t, reps = time_pairs({"hop": hop, "copy": copy}, comm, args.seconds)
+            itemsize = backend.real(0).itemsize
+            entry = {"dims": list(lat.dims), "local_dims": list(lat.local_dims),
+                     "grid": list(lat.grid.dims), "precision": precision, "kernel": D.hopping.name,
+                     "hop_seconds": t["hop"], "GFLOPs": FLOPS_PER_SITE * lat.volume / t["hop"] / 1e9,
+                     "GBps": REALS_PER_SITE * itemsize * lat.volume / t["hop"] / 1e9,
+                     "copy_GBps": copy_bytes * comm.size / t["copy"] / 1e9, "repeats": reps}
+            entry["ratio"] = entry["GBps"] / entry["copy_GBps"]
+            entry["per_rank_GFLOPs"] = entry["GFLOPs"] / comm.size
+            if args.local and comm.size > 1:
+                alone = _alone(lat.local_dims, backend, args, comm)
+                entry["single_rank_GFLOPs"] = alone
+                entry["per_rank_ratio"] = entry["per_rank_GFLOPs"] / alone
+            results.append(entry)
+    return {"benchmark": "dslash", "ranks": comm.size, "backend": args.backend, "csw": args.csw,
+            "flops_per_site": FLOPS_PER_SITE, "bytes_per_site_double": REALS_PER_SITE * 8,
+            "copy_MiB_per_rank": args.copy_mib, "results": results}
+
+
+def _alone(local_dims, backend, args, comm) -> float:
+    """Collective: GFLOP/s of rank 0 running the local lattice by itself while the others wait."""
+    value = math.nan
+    if comm.rank == 0:
+        self = self_comm()
+        lat = Lattice(local_dims, (1,) * len(local_dims), comm=self)
+        D, psi = operator(lat, backend, args.kernel, csw=args.csw)
+        t, _ = time_pairs({"hop": synced(backend, lambda: D.hop(psi))}, self, args.seconds / 2)
+        value = FLOPS_PER_SITE * lat.volume / t["hop"] / 1e9
+    return comm.bcast(value, root=0)
