@@ -19,6 +19,8 @@ With a ``parity``, only the faces' sites of the other parity are packed: the one
 
 from __future__ import annotations
 
+import numpy as np
+
 from ...comm.faces import FaceExchange
 
 
@@ -72,3 +74,36 @@ class Hopping:
     def apply_blocks(self, blocks, psi, parity=None):
         """``blocks(x) psi(x)`` on ``parity`` (all if None), zero elsewhere."""
         raise NotImplementedError
+
+
+def pack_hermitian(M, xp):
+    """Hermitian ``(..., 2, 6, 6)`` blocks packed as the fused kernels read them: ``(..., 2, 18)``
+    complex, the 6 real diagonal entries in the first 3 slots (pairs as re, im), then the 15 entries
+    below the diagonal row by row (``numpy.tril_indices(6, -1)`` order)."""
+    d = xp.ascontiguousarray(xp.diagonal(M, axis1=-2, axis2=-1).real)
+    rows, cols = (xp.asarray(i) for i in np.tril_indices(6, -1))
+    out = xp.empty(M.shape[:-2] + (18,), dtype=M.dtype)
+    out[..., :3] = d[..., 0::2] + 1j * d[..., 1::2]
+    out[..., 3:] = M[..., rows, cols]
+    return out
+
+
+class PackedBlocks:
+    """Packed copies of an operator's clover blocks (``A`` and ``A^{-1}``), made once each.
+
+    Only the operator's own block arrays are cached (by identity, holding a reference so the
+    identity stays theirs); any other array is packed on each call.
+    """
+
+    def __init__(self, op, xp):
+        self.op, self.xp, self.cache = op, xp, {}
+
+    def __call__(self, M):
+        if M is None:
+            return None
+        if not (M is self.op.clover or M is self.op._clover_inv):
+            return pack_hermitian(M, self.xp)
+        key = id(M)
+        if key not in self.cache:
+            self.cache[key] = (M, pack_hermitian(M, self.xp))
+        return self.cache[key][1]

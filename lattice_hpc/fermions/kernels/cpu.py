@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import BackendError
-from .base import Hopping
+from .base import Hopping, PackedBlocks
 from .source import kernel_source, source_hash
 
 FLAGS = ["-O3", "-march=native", "-fopenmp", "-fPIC", "-shared", "-std=gnu++14", "-x", "c++"]
@@ -93,6 +93,7 @@ class CompiledHopping(Hopping):
         self.gauge = kernel_links(op, np)
         self.geom, self.bc = geometry_arrays(op, np)
         self.V = lat.local_volume
+        self.packed = PackedBlocks(op, np)
 
     def _check(self, a):
         if a.dtype != self.op.dtype or not a.flags.c_contiguous:
@@ -108,6 +109,7 @@ class CompiledHopping(Hopping):
         return buf
 
     def bulk(self, psi, chi, alpha, B, beta, C, dagger, parity):
+        B, C = self.packed(B), self.packed(C)
         out = np.empty_like(psi)
         n = self.V if parity is None else self.V // 2
         self.lib.dslash_bulk(out.ctypes.data, self._check(psi).ctypes.data,
@@ -120,6 +122,7 @@ class CompiledHopping(Hopping):
     def face_add(self, out, buf, mu, side, C, beta, dagger, parity):
         n = self.V // self.lattice.local_dims[mu]
         buf = np.ascontiguousarray(buf)
+        C = self.packed(C)
         self.lib.face_add(out.ctypes.data, buf.ctypes.data, self.gauge.ctypes.data, _ptr(C),
                           self.geom.ctypes.data, self.bc.ctypes.data, mu, side,
                           -1 if parity is None else parity, int(dagger), beta,

@@ -17,7 +17,7 @@ from functools import lru_cache
 import numpy as np
 
 from ...errors import BackendError
-from .base import Hopping
+from .base import Hopping, PackedBlocks
 from .cpu import geometry_arrays, kernel_links
 from .source import kernel_source
 
@@ -53,6 +53,7 @@ class CudaHopping(Hopping):  # pragma: no cover - GPU only
         self.geom, self.bc = geometry_arrays(op, cupy)
         self.V = self.lattice.local_volume
         self.null = cupy.zeros(1, dtype=op.dtype)  # stands for an absent block array
+        self.packed = PackedBlocks(op, cupy)
 
     def _launch(self, kernel, n, args):
         blocks = (int(n) + THREADS - 1) // THREADS
@@ -67,6 +68,7 @@ class CudaHopping(Hopping):  # pragma: no cover - GPU only
         return buf
 
     def bulk(self, psi, chi, alpha, B, beta, C, dagger, parity):
+        B, C = self.packed(B), self.packed(C)
         out = self.cp.empty_like(psi)
         n = self.V if parity is None else self.V // 2
         self._launch(self.k_bulk, n, (
@@ -79,6 +81,7 @@ class CudaHopping(Hopping):  # pragma: no cover - GPU only
     def face_add(self, out, buf, mu, side, C, beta, dagger, parity):
         n = self.V // self.lattice.local_dims[mu]
         buf = self.cp.ascontiguousarray(buf)
+        C = self.packed(C)
         self._launch(self.k_face, n, (
             out, buf, self.gauge, self.null if C is None else C, self.geom, self.bc, np.int32(mu),
             np.int32(side), np.int32(-1 if parity is None else parity), np.int32(dagger),

@@ -23,7 +23,7 @@
 //
 // Layouts (site index s in memory order: t slowest, x fastest, no halo):
 //     psi, chi, out: [V][4 spin][3 colour] complex       U: [4 mu][V][3 or 2 rows][3] complex
-//     B, C: [V][2 chiral block][6][6] complex            face buffers: [V / L_mu][2][3] complex
+//     B, C: [V][2 chiral blocks][18] packed Hermitian    face buffers: [V / L_mu][2][3] complex
 // geom = {Lx, Ly, Lz, Lt, partitioned mask, upper global boundary mask, lower global boundary mask,
 //         parity of the block origin}.  Directions in `partitioned` are not wrapped here: their
 // face sites get the neighbours' contributions from the face kernels, after the exchange.
@@ -127,26 +127,40 @@ DEV void scale(cplx h[2][3], cplx ph) {
 #pragma unroll
     for (int c = 0; c < 3; ++c) h[a][c] = ph * h[a][c];
 }
-// y = M v for the two 6x6 chiral blocks of one site.
+// y = M v for the two Hermitian 6x6 chiral blocks of one site, stored packed: per block 18
+// complex slots, the first 3 holding the 6 real diagonal entries in pairs (re, im = d0, d1 ...),
+// then the 15 entries below the diagonal, row by row ((1,0), (2,0), (2,1), (3,0), ...): half the
+// bytes of the full blocks (openQCD's pauli fields store the same 36 reals).
 DEV void blocks(const cplx* M, const cplx* v, cplx* y) {
 #pragma unroll
-  for (int b = 0; b < 2; ++b)
-    for (int i = 0; i < 6; ++i) {
-      cplx z = mk(0, 0);
+  for (int b = 0; b < 2; ++b) {
+    const cplx* p = M + 18 * b;
+    const cplx* w = v + 6 * b;
+    cplx* z = y + 6 * b;
 #pragma unroll
-      for (int j = 0; j < 6; ++j) z = z + M[36 * b + 6 * i + j] * v[6 * b + j];
-      y[6 * b + i] = z;
+    for (int i = 0; i < 3; ++i) {
+      z[2 * i] = p[i].re * w[2 * i];
+      z[2 * i + 1] = p[i].im * w[2 * i + 1];
     }
+    int k = 3;
+#pragma unroll
+    for (int i = 1; i < 6; ++i)
+#pragma unroll
+      for (int j = 0; j < i; ++j, ++k) {
+        z[i] = z[i] + p[k] * w[j];
+        z[j] = z[j] + conj_mul(p[k], w[i]);
+      }
+  }
 }
 
 // out(s) = alpha B chi(s) + beta C acc, the last step of every site.
 DEV void finish(cplx* out, long s, cplx* acc, const cplx* chi, const cplx* B, const cplx* C,
                 real alpha, real beta, int has_B, int has_C) {
   cplx t[12], r[12];
-  if (has_C) { blocks(C + 72 * s, acc, t); } else { for (int k = 0; k < 12; ++k) t[k] = acc[k]; }
+  if (has_C) { blocks(C + 36 * s, acc, t); } else { for (int k = 0; k < 12; ++k) t[k] = acc[k]; }
   for (int k = 0; k < 12; ++k) r[k] = beta * t[k];
   if (alpha != 0) {
-    if (has_B) { blocks(B + 72 * s, chi + 12 * s, t); }
+    if (has_B) { blocks(B + 36 * s, chi + 12 * s, t); }
     else { for (int k = 0; k < 12; ++k) t[k] = chi[12 * s + k]; }
     for (int k = 0; k < 12; ++k) r[k] = r[k] + alpha * t[k];
   }
@@ -272,7 +286,7 @@ KERNEL face_add(cplx* out, const cplx* buf, const cplx* U, const cplx* C, const 
         if ((G.lower >> mu) & 1) scale(h, conj(phase));
         reconstruct(mu, -sf, h, acc);
       }
-      if (has_C) { blocks(C + 72 * s, acc, t); } else { for (int k = 0; k < 12; ++k) t[k] = acc[k]; }
+      if (has_C) { blocks(C + 36 * s, acc, t); } else { for (int k = 0; k < 12; ++k) t[k] = acc[k]; }
       for (int k = 0; k < 12; ++k) out[12 * s + k] = out[12 * s + k] + beta * t[k];
     }
   }
