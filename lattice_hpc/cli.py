@@ -4,6 +4,7 @@
     lattice-hpc measure FILE [--format auto|nersc|ildg|milc|openqcd|hdf5] [--observables LIST]
                              [--kappa K] [--csw C] [--noise N] [--seed S] [--grid G]
     lattice-hpc convert IN OUT --to nersc|ildg|hdf5 [--precision auto|single|double] [--force]
+    lattice-hpc analyze RUN_DIR [--observables LIST] [--skip N] [--S 1.5] [--json]
     lattice-hpc bench halo [--dims D ...] [--grid G] [--field links|spinor|scalar] [--depth H] [--codim C]
     lattice-hpc bench io [--dims D ...] [--grid G] [--precision double|single] [--dir DIR]
     lattice-hpc bench plaquette [--dims D ...] [--grid G] [--group SU3] [--precision double|single]
@@ -68,6 +69,19 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--grid", default="auto")
     c.add_argument("--force", action="store_true", help="replace an existing output file")
 
+    a = sub.add_parser("analyze", help="errors of a run's records: Gamma method (tau_int, window) "
+                                       "and binned jackknife")
+    a.add_argument("run_dir", help="run directory of lattice-hpc run (reads its records.jsonl)")
+    a.add_argument("--observables", default=None,
+                   help="comma-separated names (default: all); a list key such as pion selects "
+                        "every component pion[0], pion[1], ...")
+    a.add_argument("--skip", type=int, default=0,
+                   help="discard the first N records (thermalization is not recorded; default 0)")
+    a.add_argument("--S", dest="S", type=float, default=1.5,
+                   help="Wolff's windowing parameter S (default 1.5)")
+    a.add_argument("--json", action="store_true",
+                   help="print one JSON object instead of the table")
+
     b = sub.add_parser("bench", help="benchmarks with in-run reference figures")
     bsub = b.add_subparsers(dest="benchmark", required=True)
     h = bsub.add_parser("halo", help="halo exchange vs raw MPI_Sendrecv of the same messages")
@@ -129,6 +143,10 @@ def main(argv=None) -> int:
             from .driver import files
 
             result = getattr(files, args.command)(args, comm)
+        elif args.command == "analyze":
+            from .driver.analyze import analyze
+
+            result = analyze(args, comm)
         else:
             if args.benchmark == "halo":
                 from .bench.halo import run

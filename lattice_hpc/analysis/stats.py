@@ -4,7 +4,8 @@ Autocorrelated samples underestimate the error of the mean if treated as indepen
 series into blocks longer than the autocorrelation time removes that bias (Flyvbjerg and Petersen,
 J. Chem. Phys. 91 (1989) 461).  :func:`binned_error` takes the largest jackknife error over bin
 sizes ``1, 2, 4, ...`` that still leave at least ``min_bins`` bins: a conservative plateau estimate.
-The Gamma method with automatic windowing (Wolff, hep-lat/0306017) is the refined alternative.
+:func:`error_vs_bin_size` gives the whole curve.  The Gamma method with automatic windowing
+(Wolff, hep-lat/0306017) is the refined alternative: :mod:`.gamma`.
 """
 
 from __future__ import annotations
@@ -48,6 +49,27 @@ def binned_error(x, min_bins: int = 16) -> float:
         if len(x) // b < 2:
             break
     return max(errs)
+
+
+def error_vs_bin_size(x, bin_sizes=None, min_bins: int = 16, f=None):
+    """Binned-jackknife error of the mean (or of ``f(mean)``) as a function of the bin size.
+
+    ``bin_sizes`` default: ``1, 2, 4, ...`` while at least ``min_bins`` bins remain (at least bin
+    size 1).  Returns ``(bin_sizes, errors)`` as arrays.  For a series with integrated
+    autocorrelation time ``tau_int`` the error grows with the bin size ``B`` and reaches a plateau
+    ``sqrt(2 tau_int) * naive error`` once ``B >> tau_int`` (the plateau is what
+    :func:`binned_error` estimates).
+    """
+    x = np.asarray(x, dtype=np.float64)
+    if bin_sizes is None:
+        bin_sizes = [1]
+        while len(x) // (2 * bin_sizes[-1]) >= max(min_bins, 2):
+            bin_sizes.append(2 * bin_sizes[-1])
+    sizes = np.asarray([int(b) for b in bin_sizes])
+    if np.any(sizes < 1):
+        raise ValueError(f"bin sizes must be >= 1, got {sizes.tolist()}")
+    errors = np.array([binned_jackknife(x, int(b), f)[1] for b in sizes], dtype=np.float64)
+    return sizes, errors
 
 
 def mean_and_error(x, min_bins: int = 16) -> list[float]:
