@@ -2,14 +2,30 @@
 
 Schema (defaults in brackets)::
 
-    [job]      type ["quenched"], name ["run"], max_seconds [0] (stop cleanly, with a checkpoint,
+    [job]      type ["quenched"] (quenched | hmc), name ["run"], max_seconds [0] (stop cleanly, with a checkpoint,
                before this much wall-clock time has passed; 0 = no limit; SIGTERM/SIGUSR1 also
                stop cleanly, see lattice_hpc.driver.stopping)
     [lattice]  dims (required, e.g. [8, 8, 8, 8]), grid ["auto"] (e.g. "1,1,1,2")
     [action]   group ["SU3"] (U1, SU2, SU3, SU<N>), beta (required)
     [update]   start ["hot"] (cold | hot | near_identity), heatbath [1] (sweeps per step),
                overrelax [4] (sweeps per step), thermalize [100], measure [200] (measured steps),
-               measure_every [1], seed [1]
+               measure_every [1], seed [1]   (for job type hmc a step is one trajectory)
+    [hmc]      (job type hmc) trajectory_length [1.0], integrator ["omelyan"] (leapfrog | omelyan),
+               steps [[10]] (steps per level, outermost first: [4, 5] nests 5 steps of the
+               finer level in each of 4 of the outer one), gauge_level [-1] (level of the gauge
+               action; -1 = the finest), fermion_level [0], hasenbusch_level [0] (level of the
+               Hasenbusch ratio; the heavy two-flavour term goes on fermion_level),
+               reversibility_every [0] (every N trajectories, also integrate back and record
+               |dU| and dH of the round trip; 0 = never), no_metropolis [0] (the first N
+               trajectories of the thermalization are accepted without the Metropolis test: not
+               exact, only to leave a cold or hot start; N <= update.thermalize)
+    [fermions] (job type hmc) flavours [0] (0: pure gauge, 2: two degenerate Wilson(-clover)
+               flavours, 4D SU(3) only), kappa [0.0], csw [0.0], hasenbusch_kappa [0.0] (0: no
+               Hasenbusch preconditioning; else the heavier kappa), action_tol [1e-12] (solves for
+               the Metropolis step), force_tol [1e-10] (solves for the forces)
+    [measure]  (job type hmc) flow_every [0] (Wilson flow every N measured trajectories: E(t),
+               t0, topological charge at t0), flow_epsilon [0.02], flow_tmax [2.0],
+               pion_every [0] (pion correlator at fermions.kappa, csw every N measured trajectories)
     [backend]  name ["numpy"] (numpy | cupy), precision ["double"] (double | single)
     [output]   dir ["runs/{name}"] (relative to the working directory; {name} is job.name),
                log_every [1]
@@ -44,6 +60,14 @@ SCHEMA = {
     "update": {"start": ("hot", str), "heatbath": (1, int), "overrelax": (4, int),
                "thermalize": (100, int), "measure": (200, int), "measure_every": (1, int),
                "seed": (1, int)},
+    "hmc": {"trajectory_length": (1.0, float), "integrator": ("omelyan", str), "steps": ([10], list),
+            "gauge_level": (-1, int), "fermion_level": (0, int), "hasenbusch_level": (0, int),
+            "reversibility_every": (0, int), "no_metropolis": (0, int)},
+    "fermions": {"flavours": (0, int), "kappa": (0.0, float), "csw": (0.0, float),
+                 "hasenbusch_kappa": (0.0, float), "action_tol": (1e-12, float),
+                 "force_tol": (1e-10, float)},
+    "measure": {"flow_every": (0, int), "flow_epsilon": (0.02, float), "flow_tmax": (2.0, float),
+                "pion_every": (0, int)},
     "backend": {"name": ("numpy", str), "precision": ("double", str)},
     "output": {"dir": ("runs/{name}", str), "log_every": (1, int)},
     "checkpoint": {"every": (50, int), "keep": (2, int), "precision": ("auto", str)},
@@ -54,18 +78,27 @@ CHAIN_KEYS = {
     "lattice": ("dims",),
     "action": ("group", "beta"),
     "update": ("start", "heatbath", "overrelax", "thermalize", "measure_every", "seed"),
+    "hmc": ("trajectory_length", "integrator", "steps", "gauge_level", "fermion_level",
+            "hasenbusch_level", "no_metropolis"),
+    "fermions": ("flavours", "kappa", "csw", "hasenbusch_kappa", "action_tol", "force_tol"),
     "backend": ("precision",),
 }
+
+HMC_SECTIONS = ("hmc", "fermions")
 
 CHOICES = {
     ("update", "start"): ("cold", "hot", "near_identity"),
     ("backend", "name"): ("numpy", "cupy"),
     ("backend", "precision"): ("double", "single"),
     ("checkpoint", "precision"): ("auto", "double", "single"),
+    ("hmc", "integrator"): ("leapfrog", "omelyan"),
+    ("fermions", "flavours"): (0, 2),
 }
 
 NON_NEGATIVE = {("update", k) for k in ("heatbath", "overrelax", "thermalize", "seed")} | \
-    {("checkpoint", "every"), ("job", "max_seconds")}
+    {("checkpoint", "every"), ("job", "max_seconds"), ("hmc", "reversibility_every"), ("hmc", "no_metropolis"),
+     ("fermions", "kappa"), ("fermions", "csw"), ("fermions", "hasenbusch_kappa"),
+     ("measure", "flow_every"), ("measure", "pion_every")}
 POSITIVE = {("update", "measure"), ("update", "measure_every"), ("output", "log_every"),
             ("checkpoint", "keep")}
 
@@ -156,7 +189,46 @@ def validate(raw: dict, source: str = "job file") -> dict:
         raise ConfigError(f"{source}: action.group: {exc}") from None
     if out["action"]["beta"] < 0:
         raise ConfigError(f"{source}: action.beta = {out['action']['beta']} must be >= 0")
+    _validate_hmc(out, source)
     return out
+
+
+def _validate_hmc(out: dict, source: str) -> None:
+    """Cross-key checks of the [hmc], [fermions] and [measure] sections."""
+    h, f = out["hmc"], out["fermions"]
+    steps = h["steps"]
+    if not steps or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in steps):
+        raise ConfigError(f"{source}: hmc.steps = {steps!r} must be a list of integers >= 1, "
+                          "one per level, outermost first")
+    for key in ("gauge_level", "fermion_level", "hasenbusch_level"):
+        if not -len(steps) <= h[key] < len(steps):
+            raise ConfigError(f"{source}: hmc.{key} = {h[key]} is not a level of hmc.steps = {steps}")
+    if h["no_metropolis"] > out["update"]["thermalize"]:
+        raise ConfigError(f"{source}: hmc.no_metropolis = {h['no_metropolis']} must not exceed "
+                          f"update.thermalize = {out['update']['thermalize']}: trajectories without "
+                          "the accept step are not exact and must not be measured")
+    if h["trajectory_length"] <= 0:
+        raise ConfigError(f"{source}: hmc.trajectory_length = {h['trajectory_length']} must be > 0")
+    if f["flavours"]:
+        if out["action"]["group"] != "SU3" or len(out["lattice"]["dims"]) != 4:
+            raise ConfigError(f"{source}: fermions.flavours = {f['flavours']} needs a 4D SU3 lattice, "
+                              f"got {out['action']['group']} in {len(out['lattice']['dims'])}D")
+        if not 0 < f["kappa"] < 0.25:
+            raise ConfigError(f"{source}: fermions.kappa = {f['kappa']} must be in (0, 0.25)")
+        if f["hasenbusch_kappa"] and not 0 < f["hasenbusch_kappa"] < f["kappa"]:
+            raise ConfigError(f"{source}: fermions.hasenbusch_kappa = {f['hasenbusch_kappa']} must "
+                              f"be between 0 and fermions.kappa = {f['kappa']} (a heavier mass)")
+    for key in ("action_tol", "force_tol"):
+        if not 0 < f[key] < 1:
+            raise ConfigError(f"{source}: fermions.{key} = {f[key]} must be in (0, 1)")
+    m = out["measure"]
+    if m["pion_every"] and not (0 < f["kappa"] < 0.25 and out["action"]["group"] == "SU3"
+                                and len(out["lattice"]["dims"]) == 4):
+        raise ConfigError(f"{source}: measure.pion_every = {m['pion_every']} needs 4D SU3 and "
+                          f"fermions.kappa in (0, 0.25), got {f['kappa']}")
+    if m["flow_every"] and (m["flow_epsilon"] <= 0 or m["flow_tmax"] <= m["flow_epsilon"]):
+        raise ConfigError(f"{source}: measure.flow_epsilon = {m['flow_epsilon']} and "
+                          f"measure.flow_tmax = {m['flow_tmax']} must satisfy 0 < epsilon < tmax")
 
 
 def config_hash(cfg: dict) -> str:
@@ -168,6 +240,8 @@ def chain_changes(old: dict, new: dict) -> list[str]:
     """The :data:`CHAIN_KEYS` whose values differ between two resolved configurations."""
     out = []
     for section, keys in CHAIN_KEYS.items():
+        if section in HMC_SECTIONS and new.get("job", {}).get("type") != "hmc":
+            continue  # not part of other job types' chains (and absent from their older runs)
         for key in keys:
             a = old.get(section, {}).get(key)
             b = new.get(section, {}).get(key)

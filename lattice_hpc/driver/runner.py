@@ -21,10 +21,11 @@ from ..geometry import Lattice
 from ..io import Checkpoint, CheckpointStore
 from ..log import get_logger
 from .config import chain_changes, config_hash, load_config
+from .hmc import run_hmc
 from .quenched import run_quenched
 from .rundir import RunDir
 
-JOB_TYPES = {"quenched": run_quenched}
+JOB_TYPES = {"quenched": run_quenched, "hmc": run_hmc}
 
 
 class Checkpointing:

@@ -13,6 +13,8 @@ from .chain import HMC
 from .integrators import Integrator, Level, OMELYAN_LAMBDA
 from .momenta import draw_momenta, kinetic_energy, link_step, momentum_step
 from .monomials import WilsonGauge
+from .pseudofermions import CloverLogDet, HasenbuschRatio, TwoFlavour, two_flavour_monomials
 
 __all__ = ["HMC", "Integrator", "Level", "OMELYAN_LAMBDA", "draw_momenta", "kinetic_energy",
-           "link_step", "momentum_step", "WilsonGauge"]
+           "link_step", "momentum_step", "WilsonGauge", "TwoFlavour", "HasenbuschRatio",
+           "CloverLogDet", "two_flavour_monomials"]

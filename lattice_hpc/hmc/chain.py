@@ -61,8 +61,14 @@ class HMC:
             m.refresh(self.U, self.rng, trajectory)
         return draw_momenta(self.U, self.rng, trajectory)
 
-    def trajectory(self, trajectory: int) -> dict:
-        """Collective: one trajectory (number ``trajectory``); returns its record."""
+    def trajectory(self, trajectory: int, metropolis: bool = True) -> dict:
+        """Collective: one trajectory (number ``trajectory``); returns its record.
+
+        ``metropolis=False`` accepts the trajectory whatever its ``dH`` (unless it is not finite):
+        molecular dynamics without the accept step, which is *not* exact and is meant only for the
+        first trajectories of a thermalization from a cold or hot start; the record says
+        ``"metropolis": false``.
+        """
         U = self.U
         t0 = time.perf_counter()
         saved = U.copy()
@@ -76,7 +82,7 @@ class HMC:
         dH = H1 - H0
         finite = math.isfinite(dH)
         u = float(self.rng.uniform(("metropolis", int(trajectory)), np.zeros(1, np.int64), 1)[0, 0])
-        accepted = finite and (dH <= 0 or u < math.exp(-dH))
+        accepted = finite and (not metropolis or dH <= 0 or u < math.exp(-dH))
         if not accepted:
             U.links[...] = saved.links
             U._fresh = list(saved._fresh)
@@ -85,6 +91,8 @@ class HMC:
         rec = {"trajectory": int(trajectory), "dH": dH if finite else repr(dH),
                "exp_minus_dH": math.exp(-dH) if finite and dH > -700 else (0.0 if not finite else math.inf),
                "accepted": bool(accepted), "nonfinite": not finite}
+        if not metropolis:
+            rec["metropolis"] = False
         rec.update(_observables(U))
         rec["dH_parts"] = {k: parts1[k] - parts0[k] for k in parts0}
         rec["seconds"] = {"total": t3 - t0, "refresh_and_H": (t1 - t0) + (t3 - t2),
@@ -135,5 +143,5 @@ class HMC:
 def _observables(U) -> dict:
     obs = measure_all(U)
     re, im = obs.pop("polyakov")
-    obs.update({"polyakov_re": re, "polyakov_im": im})
+    obs.update({"polyakov_re": re, "polyakov_im": im, "polyakov_abs": math.hypot(re, im)})
     return obs

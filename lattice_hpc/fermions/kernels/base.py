@@ -19,9 +19,24 @@ With a ``parity``, only the faces' sites of the other parity are packed: the one
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from ...comm.faces import FaceExchange
+
+#: Seconds spent in :meth:`Hopping.dslash` (all operators of this process) and in waiting for its
+#: face exchange, with the number of calls: read and reset by callers that report where time goes
+#: (the HMC's per-trajectory records).  On a GPU the figures are launch times unless the caller
+#: synchronises.
+PROFILE = {"seconds": 0.0, "wait_seconds": 0.0, "calls": 0}
+
+
+def reset_profile() -> dict:
+    """The profile so far, then zeroed."""
+    out = dict(PROFILE)
+    PROFILE.update(seconds=0.0, wait_seconds=0.0, calls=0)
+    return out
 
 
 class Hopping:
@@ -42,6 +57,7 @@ class Hopping:
 
     def dslash(self, psi, chi=None, alpha=0.0, B=None, beta=1.0, C=None, dagger=False, parity=None):
         """Collective: the generalised hopping operation of the module docstring (a new array)."""
+        t0 = time.perf_counter()
         if chi is None:
             chi = psi
         source_parity = None if parity is None else 1 - parity
@@ -51,10 +67,15 @@ class Hopping:
             upper[mu] = self.pack(psi, mu, 1, source_parity, dagger)
         pending = self.faces.start(lower, upper)
         out = self.bulk(psi, chi, alpha, B, beta, C, dagger, parity)
+        t1 = time.perf_counter()
         above, below = pending.finish()
+        t2 = time.perf_counter()
         for mu in self.partitioned:
             self.face_add(out, above[mu], mu, 1, C, beta, dagger, parity)
             self.face_add(out, below[mu], mu, 0, C, beta, dagger, parity)
+        PROFILE["seconds"] += time.perf_counter() - t0
+        PROFILE["wait_seconds"] += t2 - t1
+        PROFILE["calls"] += 1
         return out
 
     # -- what an implementation provides -------------------------------------------------------

@@ -1,0 +1,107 @@
+"""``lattice-hpc run`` with job type ``hmc``: records, decomposition independence, exact restart,
+input errors."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+JOB = """
+[job]
+type = "hmc"
+name = "u1_hmc"
+[lattice]
+dims = [8, 8]
+[action]
+group = "U1"
+beta = 2.0
+[update]
+start = "hot"
+thermalize = 2
+measure = {measure}
+seed = 11
+[hmc]
+trajectory_length = 1.0
+integrator = "omelyan"
+steps = [3, 2]
+reversibility_every = 4
+[output]
+dir = "{dir}"
+log_every = 5
+[checkpoint]
+every = 3
+"""
+
+
+def _cli(args, np=None, timeout=240):
+    cmd = [sys.executable, "-m", "lattice_hpc.cli"] + args
+    if np:
+        cmd = ["mpirun", "-n", str(np)] + cmd
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def _job(tmp_path, name, measure=8):
+    path = tmp_path / f"{name}.toml"
+    path.write_text(JOB.format(dir=(tmp_path / name).as_posix(), measure=measure))
+    return path
+
+
+def _records(tmp_path, name):
+    with open(tmp_path / name / "records.jsonl") as fh:
+        return [json.loads(line) for line in fh]
+
+
+def test_hmc_job_records_and_summary(tmp_path):
+    proc = _cli(["run", str(_job(tmp_path, "a"))])
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["complete"] and out["trajectories"] == 10 and out["measurements"] == 8
+    for key in ("plaquette", "dH", "exp_minus_dH", "acceptance", "topological_charge"):
+        assert len(out[key]) == 2, key
+    recs = _records(tmp_path, "a")
+    assert [r["trajectory"] for r in recs] == list(range(2, 10))
+    rev = [r for r in recs if "reversibility_dU" in r]
+    assert rev and all(r["reversibility_dU"] < 1e-10 and abs(r["reversibility_dH"]) < 1e-8 for r in rev)
+    for r in recs:
+        assert set(r["seconds"]) >= {"total", "integrator", "force_gauge", "dslash"}
+        assert abs(r["topological_charge"] - round(r["topological_charge"])) < 1e-9  # 2D: integer
+
+
+def test_hmc_job_is_the_same_on_two_ranks(tmp_path):
+    a = _cli(["run", str(_job(tmp_path, "serial"))])
+    b = _cli(["run", str(_job(tmp_path, "two"))], np=2)
+    assert a.returncode == 0 and b.returncode == 0, a.stderr + b.stderr
+    for x, y in zip(_records(tmp_path, "serial"), _records(tmp_path, "two"), strict=True):
+        assert x["accepted"] == y["accepted"]
+        assert abs(x["dH"] - y["dH"]) < 1e-9
+        assert abs(x["plaquette"] - y["plaquette"]) < 1e-12
+
+
+def test_hmc_restart_continues_the_uninterrupted_chain(tmp_path):
+    whole = _cli(["run", str(_job(tmp_path, "whole"))])
+    assert whole.returncode == 0, whole.stderr
+    job = _job(tmp_path, "parts", measure=3)
+    first = _cli(["run", str(job)])
+    second = _cli(["run", str(job), "--set", "update.measure=8"])
+    assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
+    assert "resuming" in second.stderr
+    a, b = _records(tmp_path, "whole"), _records(tmp_path, "parts")
+    assert len(a) == len(b) == 8
+    for x, y in zip(a, b):
+        assert (x["trajectory"], x["dH"], x["plaquette"], x["accepted"]) == \
+            (y["trajectory"], y["dH"], y["plaquette"], y["accepted"])  # bitwise
+
+
+@pytest.mark.parametrize("override,message", [
+    ("fermions.flavours=2", "needs a 4D SU3 lattice"),
+    ("hmc.steps=[0]", "hmc.steps"),
+    ("hmc.gauge_level=3", "hmc.gauge_level = 3 is not a level"),
+    ("hmc.integrator=\"verlet\"", "hmc.integrator"),
+])
+def test_bad_hmc_input_names_the_key(tmp_path, override, message):
+    proc = _cli(["run", str(_job(tmp_path, "bad")), "--set", override])
+    assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+    assert not (tmp_path / "bad").exists()
