@@ -1,12 +1,12 @@
 """HMC: reversibility, integrator order, decomposition independence, <exp(-dH)> = 1.
 
 - forward, momenta flipped, backward returns the links to 1e-10 and H to 1e-8 (SU(3) 4D with two
-  nested levels, U(1) 2D);
+  nested levels, U(1) 2D, and Nf = 2 Wilson and clover + Hasenbusch with three levels);
 - ``sqrt(<dH^2>)`` scales as ``dt^2`` for leapfrog and Omelyan (fitted exponent 2 +- 0.25), and
   Omelyan's error is smaller at equal step size;
 - the momenta are Gaussian with ``<K> = (1/2) (dofs)``;
-- a whole trajectory (accept decision, ``dH`` to 1e-9, plaquette to 1e-12) is the same on the
-  process grids 1x1x1x1, 1x1x1x2, 1x1x2x2;
+- a whole trajectory (accept decision, ``dH`` to 1e-9, plaquette to 1e-12), pure gauge and Nf = 2
+  clover with a Hasenbusch ratio, is the same on the process grids 1x1x1x1, 1x1x1x2, 1x1x2x2;
 - ``<exp(-dH)>`` equals 1 within 2 standard errors on a short 2D U(1) chain.
 """
 
@@ -116,3 +116,43 @@ def test_exp_minus_dH_averages_to_one():
     assert 0.3 < acc < 0.98, acc  # steps coarse enough that exp(-dH) fluctuates visibly
     assert e > 0.005
     assert abs(m - 1) < 2 * e, (m, e)
+
+
+def _nf2_levels(csw, hasenbusch=None, tol=1e-13):
+    from lattice_hpc.hmc import HasenbuschRatio, two_flavour_monomials
+
+    ms = two_flavour_monomials(0.12, csw, hasenbusch, force_tol=tol, action_tol=tol)
+    ratio = [m for m in ms if isinstance(m, HasenbuschRatio)]
+    rest = [m for m in ms if not isinstance(m, HasenbuschRatio)]
+    levels = ([Level(ratio, 2, "omelyan")] if ratio else []) + [Level(rest, 2, "omelyan"),
+                                                                 Level([WilsonGauge(5.6)], 2, "leapfrog")]
+    return levels
+
+
+@pytest.mark.parametrize("csw,hasenbusch", [(0.0, None), (1.2, 0.1)])
+def test_nf2_trajectory_is_reversible(csw, hasenbusch):
+    U, rng = _thermal(_serial((4, 4, 4, 4)), SU3, 5.6, sweeps=4)
+    hmc = HMC(U, Integrator(_nf2_levels(csw, hasenbusch), 0.5), rng)
+    r = hmc.reversibility(0)
+    assert r["dU"] < 1e-10 and abs(r["dH"]) < 1e-8, r
+    assert abs(r["dH_forward"]) > 1e-5
+
+
+@pytest.mark.mpi
+def test_nf2_clover_trajectory_is_the_same_on_every_grid():
+    dims = (4, 4, 4, 8)
+
+    def body(lat):
+        U = GaugeField.near_identity(lat, SU3, CounterRNG(5), 0.4)
+        U.refresh()
+        hmc = HMC(U, Integrator(_nf2_levels(1.0, 0.1, tol=1e-12), 0.3), CounterRNG(6))
+        return hmc.trajectory(0)
+
+    res = on_grids(dims, [(1, 1, 1, 1), (1, 1, 1, 2), (1, 1, 2, 2)], body)
+    if world().rank == 0:
+        want = res["serial"]
+        for key in grids_run(res):
+            got = res[key]
+            assert got["accepted"] == want["accepted"], key
+            assert abs(got["dH"] - want["dH"]) < 1e-9, (key, got["dH"], want["dH"])
+            assert abs(got["plaquette"] - want["plaquette"]) < 1e-12, key

@@ -105,3 +105,56 @@ def test_bad_hmc_input_names_the_key(tmp_path, override, message):
     proc = _cli(["run", str(_job(tmp_path, "bad")), "--set", override])
     assert proc.returncode == 2 and message in proc.stderr, proc.stderr
     assert not (tmp_path / "bad").exists()
+
+
+NF2_JOB = """
+[job]
+type = "hmc"
+name = "nf2"
+[lattice]
+dims = [4, 4, 4, 4]
+[action]
+group = "SU3"
+beta = 5.0
+[update]
+start = "hot"
+thermalize = 1
+measure = 2
+seed = 5
+[hmc]
+steps = [2, 2]
+no_metropolis = 1
+[fermions]
+flavours = 2
+kappa = 0.11
+csw = 1.0
+hasenbusch_kappa = 0.08
+[measure]
+pion_every = 1
+flow_every = 2
+flow_epsilon = 0.05
+flow_tmax = 1.5
+[output]
+dir = "{dir}"
+"""
+
+
+def test_nf2_clover_hasenbusch_job_with_pion_and_flow(tmp_path):
+    job = tmp_path / "nf2.toml"
+    job.write_text(NF2_JOB.format(dir=(tmp_path / "nf2").as_posix()))
+    proc = _cli(["run", str(job)])
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["complete"] and out["measurements"] == 2
+    recs = _records(tmp_path, "nf2")
+    for r in recs:
+        assert set(r["monomials"]) == {"pf", "pf_ratio", "pf_logdet", "gauge"}
+        assert r["monomials"]["pf"]["iterations"] > 0
+        assert len(r["pion"]) == 4 and all(c > 0 for c in r["pion"])
+        assert r["seconds"]["dslash"] > 0 and 0 < r["seconds"]["dslash_fraction"] < 1
+    assert "flow_t0" not in recs[0] and "flow_t0" in recs[1]  # every 2nd measured trajectory
+    flow = recs[1]
+    if flow["flow_t0"] is not None:
+        assert 0 < flow["flow_t0"] < 1.5 and flow["flow_E_t0"] > 0
+    else:
+        assert "flow_Q_tmax" in flow
