@@ -102,3 +102,34 @@ def test_polyakov_loop_of_a_constant_field():
     want = np.exp(1j * 6 * np.array([a, b, -a - b])).sum() / 3
     p = measure_all(U)["polyakov"]
     assert np.allclose(p, [want.real, want.imag], atol=1e-14)
+
+
+@pytest.mark.mpi
+def test_compiled_su3_force_equals_the_reference_on_every_grid():
+    """The compiled SU(3) force kernel (gauge/force.cuh) against the array-module reference, on
+    every process grid, and against the serial reference."""
+    from helpers import grids_run, on_grids
+    from lattice_hpc.comm import world
+    from lattice_hpc.gauge.compiled_force import compiled_gauge_force
+
+    dims = (4, 6, 4, 8)
+    grids = [(1, 1, 1, 1), (1, 1, 1, 2), (1, 1, 2, 2), (2, 1, 1, 2)]
+
+    def body(lat):
+        U = GaugeField.hot(lat, get_group("SU3"), CounterRNG(21))
+        U.refresh()
+        ref = gauge_force(U, 5.9, kernel="reference")
+        got = compiled_gauge_force(U, 5.9)
+        assert np.abs(got - ref).max() < 1e-13 * np.abs(ref).max()
+        full = lat.grid.gather_blocks(got[0], 0)
+        return None if full is None else sorted((tuple(c), b.sum()) for c, b in full)
+
+    res = on_grids(dims, grids, body)
+    if world().rank == 0:
+        total = sum(s for _, s in res["serial"])
+        for key in grids_run(res):
+            assert abs(sum(s for _, s in res[key]) - total) < 1e-11 * abs(total), key
+    U = GaugeField.hot(Lattice(dims, (1, 1, 1, 1), comm=self_comm()), get_group("SU3"), CounterRNG(21))
+    U.refresh(codim=1)
+    with pytest.raises(RuntimeError, match="stale"):
+        compiled_gauge_force(U, 5.9)

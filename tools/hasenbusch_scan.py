@@ -4,14 +4,16 @@ acceptance, from the energy violation of trial trajectories (issue 5).
 
     python tools/hasenbusch_scan.py --kappa 0.22 --heavy 0.15 0.19 --plain 8 10 \
         --hasenbusch 4,2 6,2 [--dims 4,4,4,4] [--beta 1.0] [--trials 8] [--out FILE]
+        [--start CHECKPOINT] [--thermalize 10] [--gauge-steps 2]
 
-A hot start at ``beta`` is thermalized with 10 plain trajectories (8 outer steps); then, for each
+A hot start at ``beta`` (or the field of ``--start``, a checkpoint of a run) is thermalized with
+``--thermalize`` plain trajectories (8 outer steps); then, for each
 integrator setting, ``--trials`` trajectories are integrated from it (:meth:`HMC.energy_violation`,
 no accept step) and the figures are: ``rms_dH``, the acceptance it predicts for Gaussian dH
 (``erfc(rms / (2 sqrt 2))``, Gupta et al., Phys. Lett. B 242 (1990) 437), the seconds and CG
 iterations per trajectory.  Plain: ``[n, 2]`` (the fermions with n Omelyan steps, the gauge action
-nested twice); Hasenbusch ``m,k``: the ratio with m steps, the heavy term with k nested steps, the
-gauge action nested twice below that.  All in one process, one after another.
+nested ``--gauge-steps`` times); Hasenbusch ``m,k``: the ratio with m steps, the heavy term with k
+nested steps, the gauge action nested below that.  All in one process, one after another.
 """
 
 from __future__ import annotations
@@ -46,13 +48,21 @@ def main():
     ap.add_argument("--hasenbusch", nargs="+", required=True, help="m,k pairs")
     ap.add_argument("--trials", type=int, default=8)
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--start", help="checkpoint to start from (instead of a hot start)")
+    ap.add_argument("--thermalize", type=int, default=10)
+    ap.add_argument("--gauge-steps", type=int, default=2)
     ap.add_argument("--out")
     a = ap.parse_args()
     lat = Lattice(parse_dims(a.dims), (1,) * len(parse_dims(a.dims)), comm=self_comm())
     rng = CounterRNG(a.seed)
-    U = GaugeField.hot(lat, get_group("SU3"), rng)
+    if a.start:
+        from lattice_hpc.io import read_checkpoint
+
+        U = read_checkpoint(a.start, lat).field
+    else:
+        U = GaugeField.hot(lat, get_group("SU3"), rng)
     U.refresh()
-    gauge = lambda: Level([WilsonGauge(a.beta)], 2)  # noqa: E731
+    gauge = lambda: Level([WilsonGauge(a.beta)], a.gauge_steps)  # noqa: E731
 
     def plain(n):
         return Integrator([Level(two_flavour_monomials(a.kappa), n), gauge()], 1.0)
@@ -64,7 +74,7 @@ def main():
         return Integrator([Level(ratio, m), Level(rest, k), gauge()], 1.0)
 
     hmc = HMC(U, plain(8), rng)
-    for t in range(10):
+    for t in range(a.thermalize):
         hmc.trajectory(10_000 + t)
     settings = [(f"plain {n}", plain(n)) for n in a.plain]
     for kh in a.heavy:
@@ -86,7 +96,8 @@ def main():
                      "seconds_per_trajectory": float(np.mean(secs)),
                      "cg_iterations_per_trajectory": float(np.mean(its))})
         print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
-    out = {"dims": a.dims, "beta": a.beta, "kappa": a.kappa, "trials": a.trials, "rows": rows,
+    out = {"dims": a.dims, "beta": a.beta, "kappa": a.kappa, "trials": a.trials, "start": a.start,
+           "thermalize": a.thermalize, "gauge_steps": a.gauge_steps, "rows": rows,
            "command": " ".join(sys.argv)}
     text = json.dumps(out, indent=1)
     if a.out:

@@ -16,6 +16,9 @@ In the metric ``<X, Y> = -Tr(X Y)`` this makes ``F = -grad S``, and the HMC mome
 
 from __future__ import annotations
 
+import os
+
+from ..errors import BackendError
 from ..groups.linalg import dagger
 from .observables import plaquette_plane_sums
 
@@ -39,11 +42,22 @@ def wilson_action(U, beta: float) -> float:
     return float(beta * (U.lattice.volume * nplanes - sums.sum() / U.N))
 
 
-def gauge_force(U, beta: float):
+def gauge_force(U, beta: float, kernel: str = "auto"):
     """``F_mu(x) = -(beta/N) P_TA(U_mu(x) A_mu(x))``, shape ``(ndim, *local, N, N)``.
 
     Needs the halo fresh to codim 2.  See the module docstring for the sign convention.
+    ``kernel="auto"`` uses the compiled kernel (:mod:`.compiled_force`) for SU(3) in 4D on NumPy
+    when a C++ compiler works and ``$LATTICE_HPC_KERNEL`` is not ``reference``; ``"reference"``
+    this function's array-module code.
     """
+    if kernel == "auto" and os.environ.get("LATTICE_HPC_KERNEL", "auto") != "reference":
+        from .compiled_force import compiled_gauge_force, usable
+
+        if usable(U):
+            try:
+                return compiled_gauge_force(U, beta)
+            except BackendError:
+                pass  # no compiler: the reference below
     xp = U.backend.xp
     return xp.stack([-(beta / U.N) * U.group.project_algebra(U.U(mu) @ staple_sum(U, mu))
                      for mu in range(U.ndim)])

@@ -1,74 +1,29 @@
-"""The fused kernels of ``wilson.cuh`` compiled for the CPU with the C++ compiler, through ctypes.
-
-The source is compiled once per (source, precision, compiler, flags, CPU) into a cache directory
-(``$LATTICE_HPC_CACHE``, default ``~/.cache/lattice_hpc``) with ``-O3 -march=native -fopenmp``: a
-shared library written under a temporary name and renamed, so ranks that compile at the same time
-never see a half-written file.  ``$CXX`` chooses the compiler (default ``g++``).  Threads per rank:
-``$OMP_NUM_THREADS`` (default 1: one MPI rank per core).
+"""The fused kernels of ``wilson.cuh`` compiled for the CPU with the C++ compiler, through ctypes
+(built and cached by :func:`lattice_hpc.compiled.shared_library`: ``$CXX``, ``$LATTICE_HPC_CACHE``,
+``$OMP_NUM_THREADS``).
 """
 
 from __future__ import annotations
 
 import ctypes
-import os
-import platform
-import shutil
-import subprocess
-import tempfile
-from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 
+from ...compiled import shared_library
 from ...errors import BackendError
 from .base import Hopping, PackedBlocks
-from .source import kernel_source, source_hash
+from .source import kernel_source
 
-FLAGS = ["-O3", "-march=native", "-fopenmp", "-fPIC", "-shared", "-std=gnu++14", "-x", "c++"]
 _P, _I, _L = ctypes.c_void_p, ctypes.c_int, ctypes.c_long
 
 
-def _cpu_id() -> str:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-        lines = [ln for ln in text.splitlines() if ln.startswith(("model name", "flags"))][:2]
-        return platform.machine() + "|".join(lines)
-    except OSError:
-        return platform.machine() + platform.processor()
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("LATTICE_HPC_CACHE", Path.home() / ".cache" / "lattice_hpc"))
-
-
-@lru_cache(maxsize=None)
 def library(precision: str, recon: int = 18) -> ctypes.CDLL:
     """The compiled kernels for ``precision`` and link storage ``recon`` (compiled on first use)."""
-    cxx = os.environ.get("CXX", "g++")
-    if shutil.which(cxx) is None:
-        raise BackendError(f"compiled CPU kernels need a C++ compiler: {cxx!r} not found "
-                           "(install g++, set CXX, or use kernel='reference')")
-    version = subprocess.run([cxx, "--version"], capture_output=True, text=True).stdout
-    key = source_hash(precision, recon, "|".join([cxx, version, " ".join(FLAGS), _cpu_id()]))
-    target = cache_dir() / f"wilson_{precision}_r{recon}_{key}.so"
-    if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-            src = Path(tmp) / "wilson.cpp"
-            src.write_text(kernel_source(precision, recon))
-            out = Path(tmp) / target.name
-            proc = subprocess.run([cxx, *FLAGS, "-o", str(out), str(src)], capture_output=True,
-                                  text=True)
-            if proc.returncode:
-                raise BackendError(f"compiling the CPU kernels with {cxx} failed:\n{proc.stderr[-4000:]}")
-            os.replace(out, target)
-    lib = ctypes.CDLL(str(target))
+    lib = shared_library(kernel_source(precision, recon), f"wilson_{precision}_r{recon}")
     real = ctypes.c_double if precision == "double" else ctypes.c_float
     lib.dslash_bulk.argtypes = [_P] * 8 + [_I, _I, real, real, _I, _I, _L]
     lib.pack_face.argtypes = [_P] * 4 + [_I, _I, _I, _I, _L]
     lib.face_add.argtypes = [_P] * 6 + [_I, _I, _I, _I, real, _I, _L]
-    lib.set_threads.argtypes = [_I]
-    lib.set_threads(int(os.environ.get("OMP_NUM_THREADS", "1") or 1))
     for f in (lib.dslash_bulk, lib.pack_face, lib.face_add):
         f.restype = None
     return lib

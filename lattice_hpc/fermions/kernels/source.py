@@ -1,19 +1,19 @@
 """The kernel source with its prelude: precision and the Dirac-matrix tables from :mod:`..gamma`.
 
 ``wilson.cuh`` is the one source of the fused kernels, compiled by g++ for the CPU and by NVRTC
-for the GPU.  Its prelude defines ``real`` and the tables ``perm_of``/``ipow_of`` of the DeGrand-Rossi
+for the GPU, appended to :mod:`lattice_hpc.compiled`'s common part.  Its prelude defines ``real`` and the tables ``perm_of``/``ipow_of`` of the DeGrand-Rossi
 matrices (``gamma_mu[a][perm_of(mu, a)] = i^ipow_of(mu, a)``), generated here from
 :data:`lattice_hpc.fermions.gamma.GAMMA`, so the matrices are written down in one place only.
 """
 
 from __future__ import annotations
 
-import hashlib
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
+from ...compiled import compose
 from ..gamma import GAMMA
 
 KERNEL_FILE = Path(__file__).with_name("wilson.cuh")
@@ -64,12 +64,4 @@ def kernel_source(precision: str, recon: int = 18) -> str:
     perm, ipow = gamma_tables()
     prelude = "\n".join([f"typedef {REAL[precision]} real;", f"#define RECON {recon}",
                           _table("PERM", perm), _table("IPOW", ipow)])
-    text = KERNEL_FILE.read_text()
-    marker = "// @PRELUDE@"
-    if marker not in text:
-        raise RuntimeError(f"{KERNEL_FILE}: prelude marker missing")
-    return text.replace(marker, prelude + "\n//", 1)
-
-
-def source_hash(precision: str, recon: int = 18, extra: str = "") -> str:
-    return hashlib.sha256((kernel_source(precision, recon) + extra).encode()).hexdigest()[:16]
+    return compose(KERNEL_FILE, prelude)

@@ -1,8 +1,8 @@
 // Fused Wilson(-clover) hopping kernels: ONE source for the CPU (g++ -O3 -fopenmp, called through
 // ctypes, lattice_hpc/fermions/kernels/cpu.py) and the GPU (NVRTC through cupy.RawModule,
-// lattice_hpc/fermions/kernels/cuda.py).  The Python side prepends a prelude that defines `real`
-// (double or float), RECON (18: links stored whole, 12: their first two rows) and the
-// Dirac-matrix tables perm_of and ipow_of, generated from
+// lattice_hpc/fermions/kernels/cuda.py), appended to lattice_hpc/compiled/common.cuh (macros,
+// complex numbers).  Its prelude defines `real` (double or float), RECON (18: links stored whole,
+// 12: their first two rows) and the Dirac-matrix tables perm_of and ipow_of, generated from
 // lattice_hpc/fermions/gamma.py, so the DeGrand-Rossi matrices are written in one place only.
 //
 // What is computed (the same contract as the reference, lattice_hpc/fermions/wilson.py):
@@ -32,26 +32,7 @@
 // along x, of which it computes the one of the requested parity and zeroes the other; `pack_face`
 // writes the half spinors that a neighbour needs; `face_add` adds the received ones.
 
-#if defined(__CUDACC__)
-#define DEV __device__ __forceinline__
-#define KERNEL extern "C" __global__ void
-#define SITE_LOOP(i, n) long i = (long)blockIdx.x * blockDim.x + threadIdx.x; if (i < (n))
-#else
-#define DEV static inline
-#define KERNEL extern "C" void
-#define SITE_LOOP(i, n) _Pragma("omp parallel for schedule(static)") for (long i = 0; i < (n); ++i)
-#endif
 
-// @PRELUDE@  (real, perm_of, ipow_of: inserted here by lattice_hpc/fermions/kernels/source.py)
-
-struct cplx { real re, im; };
-DEV cplx mk(real re, real im) { cplx z; z.re = re; z.im = im; return z; }
-DEV cplx operator+(cplx a, cplx b) { return mk(a.re + b.re, a.im + b.im); }
-DEV cplx operator-(cplx a, cplx b) { return mk(a.re - b.re, a.im - b.im); }
-DEV cplx operator*(cplx a, cplx b) { return mk(a.re * b.re - a.im * b.im, a.re * b.im + a.im * b.re); }
-DEV cplx operator*(real a, cplx b) { return mk(a * b.re, a * b.im); }
-DEV cplx conj_mul(cplx a, cplx b) { return mk(a.re * b.re + a.im * b.im, a.re * b.im - a.im * b.re); }
-DEV cplx conj(cplx a) { return mk(a.re, -a.im); }
 // i^k z for k = 0..3 (k is a compile-time constant once the mu loop is unrolled)
 DEV cplx ipow(int k, cplx z) {
   return k == 0 ? z : k == 1 ? mk(-z.im, z.re) : k == 2 ? mk(-z.re, -z.im) : mk(z.im, -z.re);
@@ -291,10 +272,3 @@ KERNEL face_add(cplx* out, const cplx* buf, const cplx* U, const cplx* C, const 
     }
   }
 }
-
-#if !defined(__CUDACC__) && defined(_OPENMP)
-#include <omp.h>
-extern "C" void set_threads(int n) { omp_set_num_threads(n > 0 ? n : 1); }
-#elif !defined(__CUDACC__)
-extern "C" void set_threads(int n) { (void)n; }
-#endif
