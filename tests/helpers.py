@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
 
 import numpy as np
 
@@ -38,3 +41,12 @@ def global_test_field(dims, site_shape, lead=(), seed=0):
     rng = np.random.default_rng(seed)
     shape = tuple(lead) + tuple(reversed(dims)) + tuple(site_shape)
     return rng.standard_normal(shape) + 1j * rng.standard_normal(shape)
+
+
+def run_cli(args, np=None, cwd=None, timeout=240):
+    """Run ``lattice-hpc ARGS`` (under ``mpirun -n np`` if given) in a subprocess; the result."""
+    cmd = [sys.executable, "-m", "lattice_hpc.cli"] + list(args)
+    if np:
+        cmd = ["mpirun", "-n", str(np)] + cmd
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=cwd, env=env)

@@ -7,13 +7,11 @@ The reference process is AR(1), ``x_t = a x_{t-1} + sqrt(1 - a^2) eta_t`` with u
 """
 
 import json
-import os
-import subprocess
-import sys
-import warnings
 
 import numpy as np
 import pytest
+
+from helpers import run_cli as _cli
 
 from lattice_hpc.analysis import (MIN_LENGTH, autocorrelation, binned_jackknife, error_vs_bin_size,
                                   gamma_derived, gamma_method)
@@ -252,12 +250,6 @@ log_every = 50
 """
 
 
-def _cli(args, np=None, cwd=None, timeout=120):
-    cmd = [sys.executable, "-m", "lattice_hpc.cli"] + args
-    if np:
-        cmd = ["mpirun", "-n", str(np)] + cmd
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=cwd, env=env)
 
 
 SYNTHETIC = {"a": 0.9, "b": 0.5, "pion[0]": 0.0, "pion[1]": 0.5, "pion[2]": 0.8}

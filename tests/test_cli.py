@@ -1,12 +1,11 @@
 """The ``lattice-hpc`` command end to end: results JSON, run directory, clear errors, no overwrite."""
 
 import json
-import os
-import subprocess
-import sys
 import time
 
 import pytest
+
+from helpers import run_cli as _cli
 
 JOB = """
 [job]
@@ -28,12 +27,6 @@ log_every = 5
 """
 
 
-def _cli(args, np=None, cwd=None, timeout=120):
-    cmd = [sys.executable, "-m", "lattice_hpc.cli"] + args
-    if np:
-        cmd = ["mpirun", "-n", str(np)] + cmd
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=cwd, env=env)
 
 
 @pytest.fixture

@@ -14,14 +14,12 @@
 
 import json
 import os
-import subprocess
-import sys
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from helpers import grids_run, on_grids
+from helpers import grids_run, on_grids, run_cli as _cli
 from lattice_hpc.backend import Backend
 from lattice_hpc.comm import self_comm, world
 from lattice_hpc.errors import ConfigError
@@ -246,12 +244,6 @@ def test_fermionic_observables_need_4d_su3():
 
 
 # -- the command line -----------------------------------------------------------------------------
-def _cli(args, np_=None, timeout=180):
-    cmd = [sys.executable, "-m", "lattice_hpc.cli"] + args
-    if np_:
-        cmd = ["mpirun", "-n", str(np_)] + cmd
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
 
 
 @pytest.mark.parametrize("csw", [None, 1.0])
@@ -260,7 +252,7 @@ def test_measure_pion_serial_and_parallel_equal_in_process(csw):
     extra = ["--observables", "pion,condensate", "--noise", "2"] if csw is None else \
         ["--observables", "pion", "--csw", str(csw)]
     args = ["measure", MILC, "--kappa", "0.12"] + extra
-    serial, par = _cli(args), _cli(args, np_=2)
+    serial, par = _cli(args), _cli(args, np=2)
     assert serial.returncode == 0, serial.stderr
     assert par.returncode == 0, par.stderr
     a, b = json.loads(serial.stdout), json.loads(par.stdout)

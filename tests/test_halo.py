@@ -9,7 +9,7 @@ import itertools
 import numpy as np
 import pytest
 
-from helpers import global_test_field, grids_run, on_grids
+from helpers import global_test_field, on_grids
 
 GRIDS_4D = [(1, 1, 1, 1), (1, 1, 1, 2), (1, 1, 2, 2), (2, 1, 1, 2), (2, 2, 1, 1)]
 GRIDS_2D = [(1, 1), (1, 2), (2, 1), (2, 2)]

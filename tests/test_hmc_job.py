@@ -2,11 +2,10 @@
 input errors."""
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
+
+from helpers import run_cli as _cli
 
 JOB = """
 [job]
@@ -35,12 +34,6 @@ every = 3
 """
 
 
-def _cli(args, np=None, timeout=240):
-    cmd = [sys.executable, "-m", "lattice_hpc.cli"] + args
-    if np:
-        cmd = ["mpirun", "-n", str(np)] + cmd
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
 
 
 def _job(tmp_path, name, measure=8):

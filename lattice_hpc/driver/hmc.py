@@ -53,7 +53,7 @@ def build_integrator(cfg: dict) -> Integrator:
 
 def run_hmc(cfg: dict, lattice, rundir, log, ckpt) -> dict:
     """Collective: run (or continue) the HMC chain described by ``cfg``; returns the summary."""
-    up, meas = cfg["update"], cfg["measure"]
+    up = cfg["update"]
     group = get_group(cfg["action"]["group"])
     backend = Backend(cfg["backend"]["name"], cfg["backend"]["precision"])
     if backend.precision != "double":

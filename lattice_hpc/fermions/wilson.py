@@ -37,7 +37,7 @@ from ..backend import Backend
 from ..gauge import GaugeField
 from ..groups.linalg import dagger
 from .gamma import GAMMA5, sigma
-from .kernels import apply_blocks, make_hopping
+from .kernels import make_hopping
 
 SPIN, COLOR = 4, 3
 

@@ -84,8 +84,7 @@ class HMC:
         u = float(self.rng.uniform(("metropolis", int(trajectory)), np.zeros(1, np.int64), 1)[0, 0])
         accepted = finite and (not metropolis or dH <= 0 or u < math.exp(-dH))
         if not accepted:
-            U.links[...] = saved.links
-            U._fresh = list(saved._fresh)
+            self._restore(saved)
         U.refresh()
         t3 = time.perf_counter()
         rec = {"trajectory": int(trajectory), "dH": dH if finite else repr(dH),
@@ -103,17 +102,24 @@ class HMC:
             rec["monomials"] = stats
         return rec
 
+    def _forward(self, trajectory: int):
+        """Start trajectory ``trajectory`` and integrate it: ``(saved links, P, H0, H1)``."""
+        saved = self.U.copy()
+        P = self._start(trajectory)
+        H0, _ = self.hamiltonian(P)
+        self.integrator.run(self.U, P)
+        H1, _ = self.hamiltonian(P)
+        return saved, P, H0, H1
+
+    def _restore(self, saved) -> None:
+        self.U.links[...] = saved.links
+        self.U._fresh = list(saved._fresh)
+
     def energy_violation(self, trajectory: int) -> float:
         """Collective: ``dH`` of trajectory ``trajectory`` without the accept step; the links are
         restored afterwards (for step-size tuning and the integrator-order check)."""
-        U = self.U
-        saved = U.copy()
-        P = self._start(trajectory)
-        H0, _ = self.hamiltonian(P)
-        self.integrator.run(U, P)
-        H1, _ = self.hamiltonian(P)
-        U.links[...] = saved.links
-        U._fresh = list(saved._fresh)
+        saved, _, H0, H1 = self._forward(trajectory)
+        self._restore(saved)
         return H1 - H0
 
     def reversibility(self, trajectory: int) -> dict:
@@ -122,20 +128,15 @@ class HMC:
         Returns ``{"dU": max |U_back - U_start|, "dH": H_back - H_start, "dH_forward": ...}``.
         """
         U = self.U
-        saved = U.copy()
-        P = self._start(trajectory)
-        H0, _ = self.hamiltonian(P)
-        self.integrator.run(U, P)
-        Hf, _ = self.hamiltonian(P)
+        saved, P, H0, Hf = self._forward(trajectory)
         P *= -1
         self.integrator.run(U, P)
         H2, _ = self.hamiltonian(P)
-        xp = U.backend.xp
         lat = U.lattice
-        diff = xp.abs(lat.view(U.links, U.depth, None, lead=1) - lat.view(saved.links, U.depth, None, lead=1))
+        diff = U.backend.xp.abs(lat.view(U.links, U.depth, None, lead=1)
+                                - lat.view(saved.links, U.depth, None, lead=1))
         dU = float(lat.comm.allreduce(float(diff.max()), op="max"))
-        U.links[...] = saved.links
-        U._fresh = list(saved._fresh)
+        self._restore(saved)
         U.refresh()
         return {"dU": dU, "dH": H2 - H0, "dH_forward": Hf - H0}
 
