@@ -50,3 +50,25 @@ def run_cli(args, np=None, cwd=None, timeout=240):
         cmd = ["mpirun", "-n", str(np)] + cmd
     env = dict(os.environ, OMP_NUM_THREADS="1")
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=cwd, env=env)
+
+
+# A short quenched 2D U(1) job (8 x 8, beta = 2): {dir} is the run directory, {measure} and {log}
+# the number of measurements and the log interval.
+U1_QUENCHED_JOB = """
+[job]
+type = "quenched"
+name = "u1"
+[lattice]
+dims = [8, 8]
+[action]
+group = "U1"
+beta = 2.0
+[update]
+thermalize = 5
+measure = {measure}
+overrelax = 1
+seed = 3
+[output]
+dir = "{dir}"
+log_every = {log}
+"""

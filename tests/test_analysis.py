@@ -11,7 +11,7 @@ import json
 import numpy as np
 import pytest
 
-from helpers import run_cli as _cli
+from helpers import run_cli as _cli, U1_QUENCHED_JOB
 
 from lattice_hpc.analysis import (MIN_LENGTH, autocorrelation, binned_jackknife, error_vs_bin_size,
                                   gamma_derived, gamma_method)
@@ -230,24 +230,7 @@ def test_binned_jackknife_plateau_approaches_the_gamma_error():
 
 # --- lattice-hpc analyze --------------------------------------------------------------------------
 
-JOB = """
-[job]
-type = "quenched"
-name = "u1"
-[lattice]
-dims = [8, 8]
-[action]
-group = "U1"
-beta = 2.0
-[update]
-thermalize = 5
-measure = 200
-overrelax = 1
-seed = 3
-[output]
-dir = "{dir}"
-log_every = 50
-"""
+JOB = U1_QUENCHED_JOB.replace("{measure}", "200").replace("{log}", "50")
 
 
 

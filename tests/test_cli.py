@@ -5,26 +5,9 @@ import time
 
 import pytest
 
-from helpers import run_cli as _cli
+from helpers import run_cli as _cli, U1_QUENCHED_JOB
 
-JOB = """
-[job]
-type = "quenched"
-name = "u1"
-[lattice]
-dims = [8, 8]
-[action]
-group = "U1"
-beta = 2.0
-[update]
-thermalize = 5
-measure = 40
-overrelax = 1
-seed = 3
-[output]
-dir = "{dir}"
-log_every = 5
-"""
+JOB = U1_QUENCHED_JOB.replace("{measure}", "40").replace("{log}", "5")
 
 
 
