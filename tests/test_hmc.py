@@ -156,3 +156,32 @@ def test_nf2_clover_trajectory_is_the_same_on_every_grid():
             assert got["accepted"] == want["accepted"], key
             assert abs(got["dH"] - want["dH"]) < 1e-9, (key, got["dH"], want["dH"])
             assert abs(got["plaquette"] - want["plaquette"]) < 1e-12, key
+
+
+class _Counting(WilsonGauge):
+    def __init__(self, beta, name):
+        super().__init__(beta, name)
+        self.calls = 0
+
+    def force(self, U):
+        self.calls += 1
+        return super().force(U)
+
+
+@pytest.mark.parametrize("schemes", [("omelyan", "omelyan", "leapfrog"), ("leapfrog", "omelyan", "omelyan")])
+def test_force_evaluations_are_counted_and_cached(schemes):
+    """Each level's force is computed once per link configuration: the count per trajectory is
+    ``outer * per_step * steps + 1`` (merged kicks, and the inner level's first kick of an interval
+    reusing the force of the previous interval's last), and caching does not change the result."""
+    U, rng = _thermal(_serial((4, 4, 4, 4)), SU3, 5.7, sweeps=2)
+    ms = [_Counting(2.0, "a"), _Counting(2.0, "b"), _Counting(1.7, "c")]
+    integ = Integrator([Level([m], n, s) for m, n, s in zip(ms, (2, 3, 2), schemes)], 0.5)
+    hmc = HMC(U, integ, rng)
+    dH = hmc.energy_violation(0)
+    assert [m.calls for m in ms] == integ.force_evaluations()
+    # the same trajectory without the cache: every kick evaluates its force
+    uncached = Integrator([Level([WilsonGauge(b, n)], k, s) for b, n, k, s in
+                           zip((2.0, 2.0, 1.7), "abc", (2, 3, 2), schemes)], 0.5)
+    uncached._force_uncached = uncached._force
+    uncached._force = lambda k, U_: (uncached._forces.clear(), uncached._force_uncached(k, U_))[1]
+    assert abs(HMC(U, uncached, rng).energy_violation(0) - dH) < 1e-10

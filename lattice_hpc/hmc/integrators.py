@@ -17,7 +17,10 @@ Schemes, for one step of size ``h`` (``kick(c)``: ``P += c F_k / 2`` with this l
   force evaluations per step.
 
 Both are symmetric (time-reversible) and symplectic, so ``<exp(-dH)> = 1`` and HMC is exact.  The
-last kick of a step and the first of the next are merged (one force evaluation).
+last kick of a step and the first of the next are merged (one force evaluation), and a level's
+force is computed once per link configuration: between two integrations of a finer level that
+are separated only by a kick of a coarser one the links have not moved, and the cached force is
+used again (the forces depend on the links only).
 """
 
 from __future__ import annotations
@@ -57,29 +60,41 @@ class Integrator:
     def __post_init__(self):
         if not self.levels:
             raise ValueError("the integrator needs at least one level")
+        self._moves = 0      # link updates so far: the links' version
+        self._forces = {}    # level -> (version, force)
 
     def force_evaluations(self) -> list[int]:
-        """Force evaluations per trajectory at each level (merged kicks counted once)."""
+        """Force evaluations per trajectory at each level (merged and cached kicks counted once)."""
         out, outer = [], 1
         for lev in self.levels:
             per_step = 1 if lev.scheme == "leapfrog" else 2
-            out.append(outer * (per_step * lev.steps + 1))
-            outer *= lev.steps * (1 if lev.scheme == "leapfrog" else 2)
+            out.append(outer * per_step * lev.steps + 1)
+            outer *= lev.steps * per_step
         return out
 
     def run(self, U, P, tau: float | None = None) -> None:
         """In place: integrate ``(U, P)`` over ``tau`` (default the trajectory length; a negative
         ``tau`` runs backwards, which is the same as flipping the momenta)."""
+        self._forces = {}
         self._integrate(0, U, P, self.tau if tau is None else tau)
+        self._forces = {}
 
     # -- internals ------------------------------------------------------------------------------
-    def _kick(self, k, U, P, c):
+    def _force(self, k, U):
+        cached = self._forces.get(k)
+        if cached is not None and cached[0] == self._moves:
+            return cached[1]
         F = None
         for m in self.levels[k].monomials:
             t = time.perf_counter()
             f = m.force(U)
             self.timings[m.name] = self.timings.get(m.name, 0.0) + time.perf_counter() - t
             F = f if F is None else F + f
+        self._forces[k] = (self._moves, F)
+        return F
+
+    def _kick(self, k, U, P, c):
+        F = self._force(k, U)
         if F is not None:
             momentum_step(P, F, c)
 
@@ -89,6 +104,7 @@ class Integrator:
         else:
             t = time.perf_counter()
             link_step(U, P, T)
+            self._moves += 1
             self.timings["links"] = self.timings.get("links", 0.0) + time.perf_counter() - t
 
     def _integrate(self, k, U, P, T):
