@@ -105,10 +105,11 @@ def run_hmc(cfg: dict, lattice, rundir, log, ckpt) -> dict:
                     break
     finally:
         stopper.close()
-    summary = summarise(rundir.read_records())
+    records = rundir.read_records()
+    summary = summarise(records)
     seconds = time.perf_counter() - t0
     summary.update({"trajectories": step, "trajectories_target": steps, "complete": step >= steps,
-                    "measurements": len(rundir.read_records()),
+                    "measurements": len(records),
                     "trajectories_this_segment": step - first, "seconds": round(seconds, 3),
                     "seconds_per_trajectory": round(seconds / max(step - first, 1), 4),
                     "checkpoint": saved or (ckpt.resumed.path if ckpt.resumed else None)})

@@ -33,8 +33,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .propagator import default_solve, residual, solve_info
-from .spinor import COLOR, SPIN, inner
+from .propagator import default_solve, solve_info
+from .spinor import COLOR, SPIN, inner, residual
 
 
 def z2_noise(lattice, rng, purpose, backend):

@@ -22,9 +22,7 @@ kernels visit only the sites of the requested parity.
 
 from __future__ import annotations
 
-import math
-
-from .spinor import inner
+from .spinor import residual
 
 
 class SchurOperator:
@@ -90,9 +88,7 @@ def solve_evenodd(D, b, solver=None, low=None, **kw):
     else:
         res = solver(S, SchurOperator(low), b_hat, **kw)
     x = S.reconstruct(res.x, b)
-    bb = inner(D.lattice, b, b).real
-    r = b - D.apply(x)
-    true = math.sqrt(inner(D.lattice, r, r).real / bb) if bb > 0 else 0.0
-    return SolveResult(x=x, iterations=res.iterations, history=res.history, true_residual=true,
+    return SolveResult(x=x, iterations=res.iterations, history=res.history,
+                       true_residual=residual(D, x, b),
                        converged=res.converged, seconds=res.seconds, restarts=res.restarts,
                        operator_applications=res.operator_applications + 1)

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..backend import array_module
-from .spinor import COLOR, SPIN, inner, point_source
+from .spinor import COLOR, SPIN, point_source, residual
 
 DEFAULT_TOL = 1e-12
 
@@ -51,13 +51,6 @@ def solve_info(results, residuals, seconds: float) -> dict:
             "max_reported_residual": float(max(float(r.true_residual) for r in results))
             if results else 0.0,
             "seconds": float(seconds)}
-
-
-def residual(D, x, b) -> float:
-    """Collective: ``|b - D x| / |b|`` on the full lattice."""
-    r = b - D.apply(x)
-    nb = inner(D.lattice, b, b).real
-    return float(np.sqrt(inner(D.lattice, r, r).real / nb)) if nb > 0 else 0.0
 
 
 @dataclass

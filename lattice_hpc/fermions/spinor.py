@@ -50,3 +50,10 @@ def gather_spinor(lattice, psi, root: int = 0):
     for coords, block in blocks:
         out[lattice.block_slices(coords)] = block
     return out
+
+
+def residual(D, x, b) -> float:
+    """Collective: ``|b - D x| / |b|`` (0 for ``b = 0``)."""
+    r = b - D.apply(x)
+    nb = inner(D.lattice, b, b).real
+    return float(np.sqrt(inner(D.lattice, r, r).real / nb)) if nb > 0 else 0.0

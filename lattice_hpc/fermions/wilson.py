@@ -35,6 +35,7 @@ import numpy as np
 
 from ..backend import Backend
 from ..gauge import GaugeField
+from ..gauge.topology import clover_field_strength
 from ..groups.linalg import dagger
 from .gamma import GAMMA5, sigma
 from .kernels import make_hopping
@@ -153,7 +154,7 @@ class WilsonDirac:
         if blocks is None:
             out = psi.copy()
             if parity is not None:
-                out *= self.xp.asarray(self.lattice.parity == parity)[..., None, None]
+                out *= self.hopping.parity_mask(parity)
             return out
         return self.hopping.apply_blocks(blocks, psi, parity)
 
@@ -190,17 +191,6 @@ class WilsonDirac:
 
 
 def field_strength(U: GaugeField, mu: int, nu: int):
-    """Clover-leaf ``F_{mu nu}(x) = (1/8)(Q_{mu nu} - Q_{nu mu})`` over the interior (halo codim 2)."""
-    def u(d, shift=None):
-        return U.U(d, shift)
-
-    def dg(m):
-        return dagger(m)
-
-    m_, n_ = {mu: -1}, {nu: -1}
-    mn = {mu: -1, nu: -1}
-    Q = (u(mu) @ u(nu, {mu: 1}) @ dg(u(mu, {nu: 1})) @ dg(u(nu))
-         + u(nu) @ dg(u(mu, {mu: -1, nu: 1})) @ dg(u(nu, m_)) @ u(mu, m_)
-         + dg(u(mu, m_)) @ dg(u(nu, mn)) @ u(mu, mn) @ u(nu, n_)
-         + dg(u(nu, n_)) @ u(mu, n_) @ u(nu, {mu: 1, nu: -1}) @ dg(u(mu)))
-    return (Q - dg(Q)) / 8.0
+    """Clover-leaf ``F_{mu nu}(x) = (1/8)(Q_{mu nu} - Q_{nu mu})`` over the interior (halo codim 2):
+    :func:`lattice_hpc.gauge.topology.clover_field_strength`, the one implementation."""
+    return clover_field_strength(U, mu, nu)

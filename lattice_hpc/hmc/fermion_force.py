@@ -148,7 +148,7 @@ class DiracDerivative:
         """Adds ``weight d/d eps log det A_pp`` (``= weight Tr[A^{-1} dA]`` on parity ``pp``)."""
         if D.clover is None:
             return
-        mask = self.xp.asarray(self.lattice.parity == parity).astype(D.backend.real)
+        mask = self.lattice.parity_sites(parity, self.xp)[0].astype(D.backend.real)
         self.add_clover_trace(weight * clover_coefficient(D), D.clover_inv, mask)
 
     # -- the force ---------------------------------------------------------------------------

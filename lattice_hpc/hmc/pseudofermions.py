@@ -78,8 +78,7 @@ def gaussian_source(lattice, rng, purpose, backend, parity: int = EVEN):
     """
     xp = backend.xp
     eta = random_spinor(lattice, rng, purpose, backend) * (1.0 / math.sqrt(2.0))
-    mask = xp.asarray(lattice.parity == parity)[..., None, None]
-    return eta * mask
+    return eta * lattice.parity_sites(parity, xp)[0][..., None, None]
 
 
 def clover_logdet(D, parity: int = ODD) -> float:
@@ -88,7 +87,7 @@ def clover_logdet(D, parity: int = ODD) -> float:
         return 0.0
     xp = D.xp
     _, logabs = xp.linalg.slogdet(D.clover)
-    mask = xp.asarray(D.lattice.parity == parity)
+    mask = D.lattice.parity_sites(parity, xp)[0]
     local = float((logabs.sum(axis=-1) * mask).sum())
     return float(D.lattice.comm.allreduce(local))
 

@@ -15,8 +15,8 @@ import os
 
 from ...errors import BackendError
 from ...log import get_logger
-from .base import Hopping
-from .reference import ReferenceHopping, apply_blocks
+from .base import Hopping, apply_blocks
+from .reference import ReferenceHopping
 
 KERNELS = ("auto", "reference", "compiled", "cuda")
 

@@ -19,6 +19,7 @@ With a ``parity``, only the faces' sites of the other parity are packed: the one
 
 from __future__ import annotations
 
+import abc
 import time
 
 import numpy as np
@@ -39,7 +40,7 @@ def reset_profile() -> dict:
     return out
 
 
-class Hopping:
+class Hopping(abc.ABC):
     """Base class: subclasses implement :meth:`pack`, :meth:`bulk` and :meth:`face_add`.
 
     Args:
@@ -78,23 +79,38 @@ class Hopping:
         PROFILE["calls"] += 1
         return out
 
+    def parity_mask(self, parity):
+        """``1`` on the interior sites of ``parity``, ``0`` elsewhere, shaped to multiply a spinor
+        field (the lattice's cached mask, on this kernel's array module)."""
+        return self.lattice.parity_sites(parity, self.xp)[0][..., None, None]
+
+    def apply_blocks(self, blocks, psi, parity=None):
+        """``blocks(x) psi(x)`` on ``parity`` (all if None), zero elsewhere, on the array module:
+        a site-local product, the same for every implementation."""
+        out = apply_blocks(blocks, psi)
+        if parity is not None:
+            out *= self.parity_mask(parity)
+        return out
+
     # -- what an implementation provides -------------------------------------------------------
+    @abc.abstractmethod
     def pack(self, psi, mu, side, parity, dagger):
         """Face buffer ``(V / L_mu, 2, 3)``: side 0 ``P_f psi`` at ``x_mu = 0``, side 1 ``U^dag P_b psi``
         at ``x_mu = L_mu - 1`` (only sites of ``parity`` need be filled)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def bulk(self, psi, chi, alpha, B, beta, C, dagger, parity):
         """``out`` with every hop that stays on this rank (wraps of unpartitioned directions too)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def face_add(self, out, buf, mu, side, C, beta, dagger, parity):
         """Add the hops from a received face buffer to the face ``x_mu = L-1`` (side 1) or 0 (side 0)."""
-        raise NotImplementedError
 
-    def apply_blocks(self, blocks, psi, parity=None):
-        """``blocks(x) psi(x)`` on ``parity`` (all if None), zero elsewhere."""
-        raise NotImplementedError
+
+def apply_blocks(blocks, psi):
+    """Apply site-diagonal ``(..., 2, 6, 6)`` chiral blocks to a spinor field ``(..., 4, 3)``."""
+    v = psi.reshape(psi.shape[:-2] + (2, 6, 1))
+    return (blocks @ v).reshape(psi.shape)
 
 
 def pack_hermitian(M, xp):

@@ -83,15 +83,6 @@ class CompiledHopping(Hopping):
                           -1 if parity is None else parity, int(dagger), beta,
                           int(C is not None), n)
 
-    def apply_blocks(self, blocks, psi, parity=None):
-        # alpha B chi with beta = 0 would still run the hops: the block product stays in NumPy
-        from .reference import apply_blocks
-
-        out = apply_blocks(blocks, psi)
-        if parity is not None:
-            out *= (self.lattice.parity == parity)[..., None, None]
-        return out
-
 
 def kernel_links(op, xp):
     """The links as the kernels read them: ``(4, *local, 3, 3)``, or ``(4, *local, 2, 3)`` (the

@@ -87,10 +87,3 @@ class CudaHopping(Hopping):  # pragma: no cover - GPU only
             np.int32(side), np.int32(-1 if parity is None else parity), np.int32(dagger),
             self.real(beta), np.int32(C is not None), np.int64(n)))
 
-    def apply_blocks(self, blocks, psi, parity=None):
-        from .reference import apply_blocks
-
-        out = apply_blocks(blocks, psi)
-        if parity is not None:
-            out *= self.cp.asarray(self.lattice.parity == parity)[..., None, None]
-        return out

@@ -13,7 +13,7 @@ import numpy as np
 
 from ...groups.linalg import dagger as _dagger
 from ..gamma import projector
-from .base import Hopping
+from .base import Hopping, apply_blocks
 
 SPIN, COLOR = 4, 3
 
@@ -28,12 +28,6 @@ def _T(m):
     return m.swapaxes(-1, -2)
 
 
-def apply_blocks(blocks, psi):
-    """Apply site-diagonal ``(..., 2, 6, 6)`` chiral blocks to a spinor field ``(..., 4, 3)``."""
-    v = psi.reshape(psi.shape[:-2] + (2, 6, 1))
-    return (blocks @ v).reshape(psi.shape)
-
-
 class ReferenceHopping(Hopping):
     name = "reference"
 
@@ -44,7 +38,6 @@ class ReferenceHopping(Hopping):
         self.links_dag = [xp.ascontiguousarray(_dagger(u)) for u in op.links]
         self.proj = {(mu, s): tuple(xp.asarray(m, dtype=op.dtype) for m in projector(mu, s))
                      for mu in range(lat.ndim) for s in (1, -1)}
-        self.masks = {p: xp.asarray(lat.parity == p)[..., None, None] for p in (0, 1)}
 
     def _axis(self, mu):
         return self.lattice.ndim - 1 - mu
@@ -86,7 +79,7 @@ class ReferenceHopping(Hopping):
         if alpha != 0:
             out += alpha * (chi if B is None else apply_blocks(B, chi))
         if parity is not None:
-            out *= self.masks[parity]
+            out *= self.parity_mask(parity)
         return out
 
     def face_add(self, out, buf, mu, side, C, beta, dagger, parity):
@@ -110,11 +103,5 @@ class ReferenceHopping(Hopping):
             contrib = apply_blocks(C[face], contrib)
         contrib = beta * contrib
         if parity is not None:
-            contrib = contrib * self.masks[parity][face]
+            contrib = contrib * self.parity_mask(parity)[face]
         out[face] += contrib
-
-    def apply_blocks(self, blocks, psi, parity=None):
-        out = apply_blocks(blocks, psi)
-        if parity is not None:
-            out *= self.masks[parity]
-        return out

@@ -208,15 +208,17 @@ KERNEL dslash_bulk(cplx* out, const cplx* psi, const cplx* chi, const cplx* U, c
   }
 }
 
-// Site of face index f of the face x_mu = (side ? L_mu - 1 : 0); other coordinates in memory order.
-DEV long face_site(const Geom& G, int mu, int side, long f, int* c) {
+// Site of face index f of the face x_mu = (side ? L_mu - 1 : 0), other coordinates in memory
+// order; -1 if the site is not of `parity` (parity < 0: every site is).
+DEV long face_site(const Geom& G, int mu, int side, int parity, long f) {
+  int c[4];
   long s = 0;
   for (int nu = 0; nu < 4; ++nu) {
     if (nu == mu) { c[nu] = side ? (int)G.L[nu] - 1 : 0; }
     else { c[nu] = (int)(f % G.L[nu]); f /= G.L[nu]; }
     s += c[nu] * G.stride[nu];
   }
-  return s;
+  return parity < 0 || site_parity(G, c) == parity ? s : -1;
 }
 
 // side 0 (lower face, for the neighbour at -mu): buf = P_f psi; side 1 (upper face, for +mu):
@@ -225,9 +227,8 @@ KERNEL pack_face(cplx* buf, const cplx* psi, const cplx* U, const int* geom, int
                  int parity, int dagger, long n) {
   SITE_LOOP(f, n) {
     const Geom G = geometry(geom);
-    int c[4];
-    const long s = face_site(G, mu, side, f, c);
-    if (parity < 0 || site_parity(G, c) == parity) {
+    const long s = face_site(G, mu, side, parity, f);
+    if (s >= 0) {
       const real sf = dagger ? -1 : 1;
       cplx h[2][3], uh[2][3], link[3][3];
       if (side == 0) {
@@ -250,9 +251,8 @@ KERNEL face_add(cplx* out, const cplx* buf, const cplx* U, const cplx* C, const 
                 long n) {
   SITE_LOOP(f, n) {
     const Geom G = geometry(geom);
-    int c[4];
-    const long s = face_site(G, mu, side, f, c);
-    if (parity < 0 || site_parity(G, c) == parity) {
+    const long s = face_site(G, mu, side, parity, f);
+    if (s >= 0) {
       const real sf = dagger ? -1 : 1;
       cplx h[2][3], uh[2][3], link[3][3], acc[12], t[12];
       for (int k = 0; k < 12; ++k) acc[k] = mk(0, 0);
