@@ -68,7 +68,8 @@ def _mean_err(x):
 def summarize(name, dhs, its, secs, per_monomial, evals) -> dict:
     """One setting's figures from its trial ``dH``, iterations and seconds."""
     dhs = np.asarray(dhs, dtype=float)
-    acc, acc_err = _mean_err(np.minimum(1.0, np.exp(-np.clip(dhs, -700, 700))))
+    weight = np.exp(-np.clip(dhs, -700, 700))
+    acc, acc_err = _mean_err(np.minimum(1.0, weight))
     rms = float(np.sqrt(np.mean(dhs ** 2)))
     # error of the rms from that of the mean square (delta method)
     ms_err = float(np.std(dhs ** 2, ddof=1) / math.sqrt(len(dhs)))
@@ -76,7 +77,7 @@ def summarize(name, dhs, its, secs, per_monomial, evals) -> dict:
     return {"setting": name, "trials": len(dhs), "acceptance": acc, "acceptance_err": acc_err,
             "rms_dH": rms, "rms_dH_err": rms_err,
             "predicted_acceptance": math.erfc(rms / (2 * math.sqrt(2))),
-            "mean_exp_minus_dH": float(np.mean(np.exp(-np.clip(dhs, -700, 700)))),
+            "mean_exp_minus_dH": float(np.mean(weight)),
             "cg_iterations_per_trajectory": float(np.mean(its)),
             "seconds_per_trajectory": float(np.mean(secs)),
             "per_monomial": per_monomial, "force_evaluations_per_level": evals,
@@ -155,11 +156,11 @@ def main():
     for _ in range(a.thermalize):
         chain.trajectory(t_chain)
         t_chain += 1
-    configs, plaqs, accepted = [], [], 0
+    configs, plaqs = [], []
     for c in range(a.configs):
         if c:
             for _ in range(a.separation):
-                accepted += chain.trajectory(t_chain)["accepted"]
+                chain.trajectory(t_chain)
                 t_chain += 1
         configs.append(U.copy())
         plaqs.append(plaquette(U)["plaquette"])
@@ -179,19 +180,15 @@ def main():
             U.refresh()
             h = HMC(U, integ, rng)
             for t in range(a.trials):
-                for m in h.monomials:
-                    if hasattr(m, "reset_stats"):
-                        m.reset_stats()
                 t0 = time.perf_counter()
-                dhs.append(h.energy_violation(1000 * c + t))
+                dhs.append(h.energy_violation(1000 * c + t))  # the HMC resets the monomials' stats
                 secs.append(time.perf_counter() - t0)
-                its.append(sum(m.stats.get("iterations", 0) for m in h.monomials
-                               if hasattr(m, "stats")))
-                for m in h.monomials:
-                    if "iterations" in getattr(m, "stats", {}):
-                        d = per.setdefault(m.name, {"iterations": 0.0, "solver_seconds": 0.0})
-                        d["iterations"] += m.stats["iterations"]
-                        d["solver_seconds"] += m.stats["solver_seconds"]
+                solved = [m for m in h.monomials if "iterations" in getattr(m, "stats", {})]
+                its.append(sum(m.stats["iterations"] for m in solved))
+                for m in solved:
+                    d = per.setdefault(m.name, {"iterations": 0.0, "solver_seconds": 0.0})
+                    d["iterations"] += m.stats["iterations"]
+                    d["solver_seconds"] += m.stats["solver_seconds"]
         n = len(dhs)
         per = {k: {q: v / n for q, v in d.items()} for k, d in per.items()}
         rows.append(summarize(name, dhs, its, secs, per, integ.force_evaluations()))

@@ -14,8 +14,9 @@
   two plaquettes must agree (both algorithms are exact).
 
 Every run goes through ``mpirun -n NP lattice-hpc run JOB`` into a fresh run directory (with
-``--reuse``, the run already there is continued), and the comparisons read the run's records.jsonl.  A comparison passes when the difference is within 2
-standard errors (combined in quadrature with the other side's, if any).
+``--reuse``, the run already there is continued), and the comparisons read the run's
+records.jsonl.  A comparison passes when the difference is within 2 standard errors (combined in
+quadrature with the other side's, if any).
 """
 
 from __future__ import annotations
