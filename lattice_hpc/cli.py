@@ -1,6 +1,6 @@
 """The ``lattice-hpc`` command.
 
-    lattice-hpc run JOB.toml [--set section.key=value ...]
+    lattice-hpc run JOB.toml [--set section.key=value ...] [--force-unlock]
     lattice-hpc measure FILE [--format auto|nersc|ildg|milc|openqcd|hdf5] [--observables LIST]
                              [--kappa K] [--csw C] [--noise N] [--seed S] [--grid G]
     lattice-hpc convert IN OUT --to nersc|ildg|hdf5 [--precision auto|single|double] [--force]
@@ -38,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("job", help="job file (see jobs/)")
     r.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a job-file entry, e.g. --set action.beta=5.7 (repeatable)")
+    r.add_argument("--force-unlock", action="store_true",
+                   help="take over the run directory's lock even if another job seems to hold it "
+                        "(only when you know that job is no longer running)")
 
     m = sub.add_parser("measure", help="read a gauge configuration, verify it, print observables")
     m.add_argument("file")
@@ -138,7 +141,7 @@ def main(argv=None) -> int:
         if args.command == "run":
             from .driver import run_job
 
-            result = run_job(args.job, args.overrides, comm)
+            result = run_job(args.job, args.overrides, comm, force_unlock=args.force_unlock)
         elif args.command in ("measure", "convert"):
             from .driver import files
 

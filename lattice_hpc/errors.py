@@ -28,3 +28,20 @@ class FormatError(LatticeError):
 
 class CheckpointError(LatticeError):
     """A checkpoint cannot be used: corrupt, truncated, or from a different job (names the file)."""
+
+
+class CheckpointUnreadable(LatticeError):
+    """A checkpoint (or another file of a run directory) could not be read because of an I/O error
+    (permission, EIO, a file system that went away): not corruption.  Nothing is renamed or
+    discarded; the job stops on every rank with status 2 and can be rerun once the file system
+    answers again."""
+
+
+class RunDirLocked(LatticeError):
+    """The run directory belongs to another job (its lock is held); the message says by whom and
+    how to take over a stale lock."""
+
+
+class ChainError(LatticeError):
+    """A Markov chain cannot go on (a solver that fails inside a trajectory, a non-finite action):
+    the message names the step; the last checkpoint stays valid."""

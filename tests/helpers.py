@@ -43,12 +43,13 @@ def global_test_field(dims, site_shape, lead=(), seed=0):
     return rng.standard_normal(shape) + 1j * rng.standard_normal(shape)
 
 
-def run_cli(args, np=None, cwd=None, timeout=240):
-    """Run ``lattice-hpc ARGS`` (under ``mpirun -n np`` if given) in a subprocess; the result."""
+def run_cli(args, np=None, cwd=None, timeout=240, env=None):
+    """Run ``lattice-hpc ARGS`` (under ``mpirun -n np`` if given) in a subprocess; the result.
+    ``env`` adds variables to the environment (on every rank)."""
     cmd = [sys.executable, "-m", "lattice_hpc.cli"] + list(args)
     if np:
         cmd = ["mpirun", "-n", str(np)] + cmd
-    env = dict(os.environ, OMP_NUM_THREADS="1")
+    env = dict(os.environ, OMP_NUM_THREADS="1", **(env or {}))
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=cwd, env=env)
 
 

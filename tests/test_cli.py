@@ -50,7 +50,7 @@ def test_existing_run_dir_is_not_overwritten(job, tmp_path):
 
 @pytest.mark.parametrize("override,message", [
     ("action.betta=1", "unknown key action.betta (did you mean 'beta'?)"),
-    ("update.start=warm", "update.start = 'warm' must be one of cold, hot, near_identity"),
+    ("update.start=warm", "update.start = 'warm': warm: no such file (give cold, hot, near_identity or the path"),
     ("lattice.dims=[8,7]", "direction t: local extent 7"),
     ("update.measure=0", "update.measure = 0 must be >= 1"),
     ("action.group=SO3", "unknown gauge group 'SO3'"),

@@ -11,8 +11,11 @@ Which keys are observables:
 - a number (or a boolean, as 0/1) is one observable, named by its key;
 - a list is analysed per component, ``pion[0]``, ``pion[1]``, ... (a complex ``[re, im]`` pair
   likewise), a dictionary per entry, ``name.key``; strings and ``null`` are skipped;
-- bookkeeping keys (:data:`BOOKKEEPING`: ``step``, ``trajectory``, ``time``, ``seconds``, ...)
-  are not observables.
+- the job type of the run (``config.json``) says which record keys are observables
+  (:attr:`lattice_hpc.driver.jobtype.JobType.observables`): bookkeeping such as solver
+  iterations, force counts, refreshes and timings is not analysed; for records without a known
+  job type, the keys of :data:`BOOKKEEPING` (``step``, ``trajectory``, ``time``, ``seconds``, ...)
+  are left out and everything else is analysed.
 A record flagged as thermalization (``"thermalizing": true``, ``"thermalization": true`` or
 ``"thermalized": false``) is dropped; ``--skip N`` then discards the first ``N`` of the remaining
 records.  An observable missing from some records is analysed over the records that hold it.
@@ -100,12 +103,25 @@ def _leaves(name: str, value):
             yield from _leaves(f"{name}.{key}", item)
 
 
-def observable_series(records: list[dict]) -> dict[str, tuple[list[int], list[float]]]:
-    """Per observable (in order of first appearance): record indices and values."""
+def job_observables(run_dir: str) -> frozenset | None:
+    """The observable record keys of the run's job type (from ``config.json``), or ``None``."""
+    from .jobtypes import JOB_TYPES
+
+    try:
+        with open(os.path.join(run_dir, "config.json")) as fh:
+            kind = json.load(fh)["config"]["job"]["type"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return frozenset(JOB_TYPES[kind].observables) if kind in JOB_TYPES else None
+
+
+def observable_series(records: list[dict], observables=None) -> dict[str, tuple[list[int], list[float]]]:
+    """Per observable (in order of first appearance): record indices and values.  Only the keys
+    in ``observables`` count, if given; else every key not in :data:`BOOKKEEPING`."""
     series: dict[str, tuple[list[int], list[float]]] = {}
     for i, rec in enumerate(records):
         for key, value in rec.items():
-            if key in BOOKKEEPING:
+            if key in BOOKKEEPING if observables is None else key not in observables:
                 continue
             for name, x in _leaves(key, value):
                 idx, vals = series.setdefault(name, ([], []))
@@ -143,7 +159,7 @@ def analyze_run(run_dir: str, observables: str | None = None, skip: int = 0, S: 
     order = [i for i, r in enumerate(records) if not _is_thermalization(r)]
     dropped = total - len(order)
     order = order[skip:]  # indices into records of the analysed ones
-    series = observable_series([records[i] for i in order])
+    series = observable_series([records[i] for i in order], job_observables(run_dir))
     names = _select(list(series), observables, path)
     if log is not None:
         log.info("%s: %d records%s, %d skipped, %d observables", path, total,

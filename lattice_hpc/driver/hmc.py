@@ -11,26 +11,140 @@ after ``update.thermalize`` (every ``update.measure_every``-th) writes a record:
 its face exchange, over all solves).  ``measure.pion_every`` adds the pion correlator, and
 ``measure.flow_every`` the Wilson flow (``t0``, ``E(t0)``, ``Q(t0)``).
 
+The measurement schedules ``measure.pion_every`` and ``measure.flow_every`` count measured
+trajectories from the start of the chain (the ``k``-th, ``2k``-th, ... measurement, globally), so
+a resumed run measures exactly what the uninterrupted one does, however short its segments.
+
 Chain state (checkpointed): the trajectory count and the number of records.  Every random number
 is keyed by the trajectory number (momenta, pseudofermions, the Metropolis draw), so the seed and
-the count are the generator's whole state and a resumed chain is the uninterrupted one.
+the count are the generator's whole state and a resumed chain is the uninterrupted one.  The
+loop, checkpoints and clean stops are the driver's (:mod:`.chain`); a solver that fails inside a
+trajectory stops the chain with an error naming the trajectory.
+
+Keys (beyond :data:`.config.COMMON`), defaults in brackets::
+
+    [hmc]      trajectory_length [1.0], integrator ["omelyan"] (leapfrog | omelyan), steps [[10]]
+               (steps per level, outermost first: [4, 5] nests 5 steps of the finer level in each
+               of 4 of the outer one), gauge_level [-1] (level of the gauge action; -1 = the
+               finest), fermion_level [0], hasenbusch_level [0] (level of the Hasenbusch ratio;
+               the heavy two-flavour term goes on fermion_level), reversibility_every [0] (every
+               N trajectories, also integrate back and record |dU| and dH of the round trip; 0 =
+               never), no_metropolis [0] (the first N trajectories of the thermalization are
+               accepted without the Metropolis test: not exact, only to leave a cold or hot start;
+               N <= update.thermalize)
+    [fermions] flavours [0] (0: pure gauge, 2: two degenerate Wilson(-clover) flavours, 4D SU(3)
+               only), kappa [0.0], csw [0.0], hasenbusch_kappa [0.0] (0: no Hasenbusch
+               preconditioning; else the heavier kappa), action_tol [1e-12] (solves for the
+               Metropolis step), force_tol [1e-10] (solves for the forces)
+    [measure]  flow_every [0] (Wilson flow every N-th measurement: E(t), t0, topological charge
+               at t0), flow_epsilon [0.02], flow_tmax [2.0], pion_every [0] (pion correlator at
+               fermions.kappa, csw every N-th measurement)
 """
 
 from __future__ import annotations
 
-import time
-
-from ..analysis import mean_and_error
-from ..backend import Backend
 from ..errors import ConfigError
 from ..fermions.kernels.base import reset_profile
-from ..groups import get_group
 from ..hmc import HMC, Integrator, Level, WilsonGauge
 from ..rng import CounterRNG
-from .quenched import _hms, start_field
-from .stopping import StopControl
+from .config import Key
+from .jobtype import JobType, Schedule
 
-SUMMARY_SKIP = ("trajectory", "seconds", "monomials", "dH_parts", "nonfinite")
+
+class HMCJob(JobType):
+    name = "hmc"
+    unit = ("trajectory", "trajectories")
+    schema = {
+        "hmc": {"trajectory_length": Key(1.0, float, ">0"),
+                "integrator": Key("omelyan", str, ("leapfrog", "omelyan")),
+                "steps": Key([10], list), "gauge_level": Key(-1, int), "fermion_level": Key(0, int),
+                "hasenbusch_level": Key(0, int), "reversibility_every": Key(0, int, ">=0"),
+                "no_metropolis": Key(0, int, ">=0")},
+        "fermions": {"flavours": Key(0, int, (0, 2)), "kappa": Key(0.0, float, ">=0"),
+                     "csw": Key(0.0, float, ">=0"), "hasenbusch_kappa": Key(0.0, float, ">=0"),
+                     "action_tol": Key(1e-12, float, "(0,1)"), "force_tol": Key(1e-10, float, "(0,1)")},
+        "measure": {"flow_every": Key(0, int, ">=0"), "flow_epsilon": Key(0.02, float),
+                    "flow_tmax": Key(2.0, float), "pion_every": Key(0, int, ">=0")},
+    }
+    chain_keys = {"hmc": ("trajectory_length", "integrator", "steps", "gauge_level",
+                          "fermion_level", "hasenbusch_level", "no_metropolis"),
+                  "fermions": ("flavours", "kappa", "csw", "hasenbusch_kappa", "action_tol",
+                               "force_tol")}
+    observables = ("dH", "exp_minus_dH", "accepted", "plaquette", "plaquette_spatial",
+                   "plaquette_temporal", "link_trace", "polyakov_re", "polyakov_im",
+                   "polyakov_abs", "topological_charge", "pion", "flow_t0", "flow_E_t0",
+                   "flow_Q_t0", "flow_tmax", "flow_Q_tmax", "reversibility_dU", "reversibility_dH")
+
+    @classmethod
+    def check(cls, cfg: dict, source: str) -> None:
+        check_hmc(cfg, source)
+
+    def start(self, field) -> None:
+        self.field = field
+        self._setup()
+
+    def resume(self, ckpt) -> None:
+        self.field = ckpt.field
+        self.field.refresh()
+        self._setup()
+
+    def _setup(self) -> None:
+        self.hmc = HMC(self.field, build_integrator(self.cfg), CounterRNG(self.cfg["update"]["seed"]))
+        self.log.info("hmc: levels %s, force evaluations per trajectory %s",
+                      [(lev.steps, lev.scheme, [m.name for m in lev.monomials])
+                       for lev in self.hmc.integrator.levels],
+                      self.hmc.integrator.force_evaluations())
+
+    def step(self, n: int, m: int | None) -> dict | None:
+        rec = _trajectory(self.hmc, n, self.cfg, self.lattice)
+        self._last = rec
+        if m is None:
+            return None
+        _extra_measurements(rec, self.field, self.cfg, m, self.log)
+        return rec
+
+    def progress(self, n: int, rec: dict | None) -> str:
+        rec = self._last
+        dH = rec["dH"] if isinstance(rec["dH"], float) else float("nan")
+        return (f"dH {dH:+.3e} {'acc' if rec['accepted'] else 'REJ'} plaquette {rec['plaquette']:.8f}"
+                f" (dslash {100 * rec['seconds'].get('dslash_fraction', 0.0):.0f}%)")
+
+
+def check_hmc(out: dict, source: str) -> None:
+    """Cross-key checks of the [hmc], [fermions] and [measure] sections."""
+    if out["backend"]["precision"] != "double":
+        raise ConfigError(f"{source}: job type hmc needs backend.precision = \"double\" (the "
+                          "Metropolis step needs dH to ~1e-10); single precision is for the inner "
+                          "solves")
+    h, f = out["hmc"], out["fermions"]
+    steps = h["steps"]
+    if not steps or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in steps):
+        raise ConfigError(f"{source}: hmc.steps = {steps!r} must be a list of integers >= 1, "
+                          "one per level, outermost first")
+    for key in ("gauge_level", "fermion_level", "hasenbusch_level"):
+        if not -len(steps) <= h[key] < len(steps):
+            raise ConfigError(f"{source}: hmc.{key} = {h[key]} is not a level of hmc.steps = {steps}")
+    if h["no_metropolis"] > out["update"]["thermalize"]:
+        raise ConfigError(f"{source}: hmc.no_metropolis = {h['no_metropolis']} must not exceed "
+                          f"update.thermalize = {out['update']['thermalize']}: trajectories without "
+                          "the accept step are not exact and must not be measured")
+    if f["flavours"]:
+        if out["action"]["group"] != "SU3" or len(out["lattice"]["dims"]) != 4:
+            raise ConfigError(f"{source}: fermions.flavours = {f['flavours']} needs a 4D SU3 lattice, "
+                              f"got {out['action']['group']} in {len(out['lattice']['dims'])}D")
+        if not 0 < f["kappa"] < 0.25:
+            raise ConfigError(f"{source}: fermions.kappa = {f['kappa']} must be in (0, 0.25)")
+        if f["hasenbusch_kappa"] and not 0 < f["hasenbusch_kappa"] < f["kappa"]:
+            raise ConfigError(f"{source}: fermions.hasenbusch_kappa = {f['hasenbusch_kappa']} must "
+                              f"be between 0 and fermions.kappa = {f['kappa']} (a heavier mass)")
+    m = out["measure"]
+    if m["pion_every"] and not (0 < f["kappa"] < 0.25 and out["action"]["group"] == "SU3"
+                                and len(out["lattice"]["dims"]) == 4):
+        raise ConfigError(f"{source}: measure.pion_every = {m['pion_every']} needs 4D SU3 and "
+                          f"fermions.kappa in (0, 0.25), got {f['kappa']}")
+    if m["flow_every"] and (m["flow_epsilon"] <= 0 or m["flow_tmax"] <= m["flow_epsilon"]):
+        raise ConfigError(f"{source}: measure.flow_epsilon = {m['flow_epsilon']} and "
+                          f"measure.flow_tmax = {m['flow_tmax']} must satisfy 0 < epsilon < tmax")
 
 
 def build_integrator(cfg: dict) -> Integrator:
@@ -44,76 +158,11 @@ def build_integrator(cfg: dict) -> Integrator:
 
         terms = two_flavour_monomials(f["kappa"], f["csw"], f["hasenbusch_kappa"] or None,
                                       force_tol=f["force_tol"], action_tol=f["action_tol"])
-        for m in terms:
-            level = h["hasenbusch_level"] if isinstance(m, HasenbuschRatio) else h["fermion_level"]
-            monomials[level].append(m)
+        for mono in terms:
+            level = h["hasenbusch_level"] if isinstance(mono, HasenbuschRatio) else h["fermion_level"]
+            monomials[level].append(mono)
     levels = [Level(ms, n, h["integrator"]) for ms, n in zip(monomials, h["steps"])]
     return Integrator(levels, h["trajectory_length"])
-
-
-def run_hmc(cfg: dict, lattice, rundir, log, ckpt) -> dict:
-    """Collective: run (or continue) the HMC chain described by ``cfg``; returns the summary."""
-    up = cfg["update"]
-    group = get_group(cfg["action"]["group"])
-    backend = Backend(cfg["backend"]["name"], cfg["backend"]["precision"])
-    if backend.precision != "double":
-        raise ConfigError("job type hmc needs backend.precision = \"double\" (the Metropolis step "
-                          "needs dH to ~1e-10); single precision is for the inner solves")
-    rng = CounterRNG(up["seed"])
-    if ckpt.resumed is not None:
-        U = ckpt.resumed.field
-        U.refresh()
-        first = ckpt.resumed.state["step"]
-    else:
-        U = start_field(cfg, lattice, group, backend, rng)
-        first = 0
-    hmc = HMC(U, build_integrator(cfg), rng)
-    log.info("hmc: levels %s, force evaluations per trajectory %s",
-             [(lev.steps, lev.scheme, [m.name for m in lev.monomials]) for lev in hmc.integrator.levels],
-             hmc.integrator.force_evaluations())
-    steps = up["thermalize"] + up["measure"] * up["measure_every"]
-    stopper = StopControl(lattice.comm, cfg["job"]["max_seconds"])
-    t0 = time.perf_counter()
-    step, saved, measured_count = first, None, 0
-    try:
-        while step < steps:
-            rec = _trajectory(hmc, step, cfg, lattice)
-            measured = step >= up["thermalize"] and (step - up["thermalize"]) % up["measure_every"] == 0
-            if measured:
-                measured_count += 1
-                _extra_measurements(rec, U, cfg, measured_count, log)
-                rundir.record(rec)
-            step += 1
-            done = step - first
-            elapsed = time.perf_counter() - t0
-            if step % cfg["output"]["log_every"] == 0 or step == steps:
-                log.info("trajectory %d/%d%s dH %+.3e %s plaquette %.8f  %.2f s/traj (dslash %.0f%%)"
-                         "  ETA %s", step, steps, " (thermalizing)" if step <= up["thermalize"] else "",
-                         rec["dH"] if isinstance(rec["dH"], float) else float("nan"),
-                         "acc" if rec["accepted"] else "REJ", rec["plaquette"], elapsed / done,
-                         100 * rec["seconds"].get("dslash_fraction", 0.0), _hms(elapsed / done * (steps - step)))
-            if ckpt.due(step) or step == steps:
-                saved = ckpt.save(step, U, {"records": rundir.count})
-            if step < steps:
-                now = time.perf_counter() - t0
-                reason = stopper.check(now, now / done)
-                if reason:
-                    if saved is None or not saved.endswith(f"{step:08d}.h5"):
-                        saved = ckpt.save(step, U, {"records": rundir.count})
-                    log.warning("stopping at trajectory %d/%d (%s); run the same command again to "
-                                "continue", step, steps, reason)
-                    break
-    finally:
-        stopper.close()
-    records = rundir.read_records()
-    summary = summarise(records)
-    seconds = time.perf_counter() - t0
-    summary.update({"trajectories": step, "trajectories_target": steps, "complete": step >= steps,
-                    "measurements": len(records),
-                    "trajectories_this_segment": step - first, "seconds": round(seconds, 3),
-                    "seconds_per_trajectory": round(seconds / max(step - first, 1), 4),
-                    "checkpoint": saved or (ckpt.resumed.path if ckpt.resumed else None)})
-    return summary
 
 
 def _trajectory(hmc, step, cfg, lattice) -> dict:
@@ -136,16 +185,17 @@ def _trajectory(hmc, step, cfg, lattice) -> dict:
     return rec
 
 
-def _extra_measurements(rec, U, cfg, count, log) -> None:
-    """Pion correlator and Wilson flow on the measured trajectories that ask for them."""
+def _extra_measurements(rec, U, cfg, m, log) -> None:
+    """Pion correlator and Wilson flow on the measurements that ask for them (``m``: the global
+    measurement index, :meth:`.jobtype.Schedule.due`)."""
     meas, f = cfg["measure"], cfg["fermions"]
-    if meas.get("pion_every") and count % meas["pion_every"] == 0:
+    if Schedule.due(m, meas["pion_every"]):
         from ..fermions import WilsonDirac, pion_correlator, point_propagator
 
         kappa = f["kappa"]
         D = WilsonDirac(U, kappa, f["csw"])
         rec["pion"] = [float(c) for c in pion_correlator(U.lattice, point_propagator(D))]
-    if meas["flow_every"] and count % meas["flow_every"] == 0:
+    if Schedule.due(m, meas["flow_every"]):
         rec.update(flow_measurement(U, meas["flow_epsilon"], meas["flow_tmax"], log))
 
 
@@ -166,21 +216,3 @@ def flow_measurement(U, eps: float, t_max: float, log=None) -> dict:
         return {"flow_t0": None, "flow_tmax": float(res.t[-1]), "flow_Q_tmax": float(res.Q[-1])}
     return {"flow_t0": t0, "flow_E_t0": float(np.interp(t0, res.t, res.E_clover)),
             "flow_Q_t0": float(np.interp(t0, res.t, res.Q))}
-
-
-def summarise(records) -> dict:
-    """``[mean, error]`` (binned jackknife) of every scalar observable of the records, the
-    acceptance, and each component of list-valued ones (``pion`` -> ``pion[0]``, ...)."""
-    series: dict[str, list] = {}
-    for rec in records:
-        for k, v in rec.items():
-            if k in SUMMARY_SKIP:
-                continue
-            if k == "accepted":
-                series.setdefault("acceptance", []).append(float(v))
-            elif isinstance(v, (int, float)) and not isinstance(v, bool):
-                series.setdefault(k, []).append(float(v))
-            elif isinstance(v, list) and all(isinstance(x, (int, float)) for x in v):
-                for i, x in enumerate(v):
-                    series.setdefault(f"{k}[{i}]", []).append(float(x))
-    return {k: mean_and_error(v) for k, v in series.items() if len(v) >= 2}

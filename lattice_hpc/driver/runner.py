@@ -1,9 +1,24 @@
-"""Dispatch ``lattice-hpc run JOB.toml``: configuration, lattice, resume, job type, summary.
+"""``lattice-hpc run JOB.toml``: from a job file to a finished (or cleanly stopped) segment.
 
-A job that finds a checkpoint in its run directory resumes from the newest valid one (falling back
-over corrupt ones); it refuses to resume if a key that defines the Markov chain changed
-(:data:`lattice_hpc.driver.config.CHAIN_KEYS`), naming each.  A run directory with records but no
-usable checkpoint restarts the chain from the beginning, moving the old records aside.
+The order is what makes a run directory safe, for every job type (:mod:`.jobtype`):
+
+1. every rank reads and validates the whole job file (types, finite floats, ranges, the job
+   type's cross-key checks), the lattice and process grid, and a start file if
+   ``update.start`` names one; the resolved configuration must be identical on all ranks.
+   Nothing is written yet, so a corrected job file is never refused because of a failed start;
+2. the run-directory lock is taken (:mod:`.lock`): a second job on the same directory is
+   refused on every rank before any file is touched;
+3. the saved ``config.json`` and the newest valid checkpoint are read; a change of a key that
+   defines the chain is refused (naming it); a corrupt checkpoint is renamed ``*.corrupt`` and
+   the previous one is used, but one that *could not be read* (an I/O error on any rank) stops
+   the job with status 2 and touches nothing;
+4. the job type sets up its chain (from the checkpoint, or from the start field);
+5. only then is the segment recorded (``config.json``, ``history.jsonl``) and the records
+   trimmed to what the checkpoint has seen;
+6. the step loop (:mod:`.chain`) runs; the lock is released at the end, whatever happens.
+
+A run directory with records but no usable checkpoint restarts the chain from the beginning,
+moving the old records aside.
 """
 
 from __future__ import annotations
@@ -18,18 +33,22 @@ from ..backend import Backend
 from ..comm import Communicator
 from ..errors import ConfigError
 from ..geometry import Lattice
+from ..groups import get_group
 from ..io import Checkpoint, CheckpointStore
 from ..log import get_logger
+from ..rng import CounterRNG
+from .chain import run_chain
 from .config import chain_changes, config_hash, load_config
-from .hmc import run_hmc
-from .quenched import run_quenched
+from .jobtype import Schedule
+from .jobtypes import JOB_TYPES
+from .lock import RunLock
 from .rundir import RunDir
-
-JOB_TYPES = {"quenched": run_quenched, "hmc": run_hmc}
+from .startfield import check_start_file, start_field
+from .stopping import StopControl
 
 
 class Checkpointing:
-    """What a job type needs to resume and to save: the resumed checkpoint and ``save``.
+    """What the step loop needs to resume and to save: the resumed checkpoint and ``save``.
 
     Attributes:
         resumed: the :class:`lattice_hpc.io.Checkpoint` this segment starts from, or ``None``.
@@ -56,48 +75,72 @@ class Checkpointing:
         return self.store.save(step, ck)
 
 
-def run_job(path: str, overrides, comm: Communicator) -> dict | None:
+def run_job(path: str, overrides, comm: Communicator, force_unlock: bool = False) -> dict | None:
     """Collective: run (or resume) the job file ``path``; returns the result dictionary on rank 0.
 
-    Every rank validates the configuration and the decomposition before any communication; the
-    resolved configuration is then checked to be identical on all ranks.
+    ``force_unlock`` takes over the run directory's lock whoever holds it (``--force-unlock``).
     """
     log = get_logger(comm)
     cfg = load_config(path, overrides)
-    kind = cfg["job"]["type"]
-    if kind not in JOB_TYPES:
-        raise ConfigError(f"{path}: job.type = {kind!r} is not a known job type; "
-                          f"known: {', '.join(JOB_TYPES)}")
+    job_type = JOB_TYPES[cfg["job"]["type"]]
     run_dir = cfg["output"]["dir"].replace("{name}", cfg["job"]["name"])
     lattice = Lattice(cfg["lattice"]["dims"], cfg["lattice"]["grid"], comm=comm)  # checks, then collective
     chash = config_hash(cfg)
     comm.check_same(chash, "the job configuration")
+    check_start_file(cfg, lattice)
+    backend = Backend(cfg["backend"]["name"], cfg["backend"]["precision"])
+    lock = RunLock(run_dir, comm, force=force_unlock, log=log)
+    lock.acquire()
+    try:
+        return _run_locked(cfg, job_type, run_dir, lattice, chash, backend, lock, log)
+    finally:
+        lock.release()
+
+
+def _run_locked(cfg, job_type, run_dir, lattice, chash, backend, lock, log):
+    comm = lattice.comm
     rundir = RunDir(run_dir, comm)
     previous = rundir.previous()
     if previous is not None:
         _refuse_changes(run_dir, "config.json", previous.get("config", {}), cfg)
     store = CheckpointStore(os.path.join(run_dir, "checkpoints"), comm, cfg["checkpoint"]["keep"], log)
-    backend = Backend(cfg["backend"]["name"], cfg["backend"]["precision"])
     # checkpoints are looked for even without config.json (copied in by hand): never ignored,
     # since later saves would prune them
     resumed = store.load_latest(lattice, backend)
+    job = job_type(cfg, lattice, backend, log)
     if resumed is not None:
         _refuse_changes(run_dir, resumed.path, resumed.config or {}, cfg)
         log.info("resuming from %s (step %d)", resumed.path, resumed.state["step"])
-    elif previous is not None:
-        log.warning("%s holds an earlier segment but no usable checkpoint: starting the chain "
-                    "again (earlier records move to records.discarded.jsonl)", run_dir)
+        job.resume(resumed)
+        start = (previous or {}).get("start")
+    else:
+        if previous is not None:
+            log.warning("%s holds an earlier segment but no usable checkpoint: starting the chain "
+                        "again (earlier records move to records.discarded.jsonl)", run_dir)
+        field, start = start_field(cfg, lattice, get_group(cfg["action"]["group"]), backend,
+                                   CounterRNG(cfg["update"]["seed"]))
+        if start is not None:
+            log.info("starting from %s (%s, sha256 %s)", start["path"], start["format"],
+                     start["sha256"][:16])
+        job.start(field)
+    first = resumed.state["step"] if resumed else 0
     meta = comm.bcast({"version": __version__, "git_commit": _git_commit(), "mpi_size": comm.size,
                        "grid": list(lattice.grid.dims), "host": socket.gethostname(),
                        "date": datetime.datetime.now().isoformat(timespec="seconds"),
-                       "resumed_from": resumed.path if resumed else None,
-                       "step": resumed.state["step"] if resumed else 0})
+                       "resumed_from": resumed.path if resumed else None, "step": first,
+                       "start": start, "lock": lock.info if comm.rank == 0 else None})
     rundir.start(cfg, chash, meta, resumed.state["records"] if resumed else 0)
     log.info("job %s (%s): lattice %s on grid %s (%d ranks), local %s, run dir %s", cfg["job"]["name"],
-             kind, ",".join(map(str, lattice.dims)), ",".join(map(str, lattice.grid.dims)), comm.size,
-             ",".join(map(str, lattice.local_dims)), run_dir)
-    ckpt = Checkpointing(store, cfg, chash, meta, resumed)
-    summary = JOB_TYPES[kind](cfg, lattice, rundir, log, ckpt)
+             job_type.name, ",".join(map(str, lattice.dims)), ",".join(map(str, lattice.grid.dims)),
+             comm.size, ",".join(map(str, lattice.local_dims)), run_dir)
+    up = cfg["update"]
+    sched = Schedule(up["thermalize"], up["measure"], up["measure_every"])
+    stopper = StopControl(comm, cfg["job"]["max_seconds"], lock)
+    try:
+        summary = run_chain(job, sched, first, rundir, Checkpointing(store, cfg, chash, meta, resumed),
+                            stopper, log)
+    finally:
+        stopper.close()
     rundir.finish(summary)
     return {"run_dir": os.path.abspath(run_dir), **summary} if comm.rank == 0 else None
 

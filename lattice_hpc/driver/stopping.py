@@ -1,11 +1,14 @@
 """Stopping a segment of a run cleanly, with a checkpoint, before the batch system kills it.
 
-Two triggers, checked once per step by every rank together (one small ``allreduce``):
+Three triggers, checked once per step by every rank together (one small ``allreduce``):
 
 - **a signal**: SIGTERM (Slurm and PBS send it some time before SIGKILL at the wall-clock limit;
   ``sbatch --signal=TERM@120`` makes it explicit) or SIGUSR1 on any rank;
 - **the time budget** ``job.max_seconds``: rank 0 stops when the next step and a checkpoint might
-  not fit (elapsed + 2 x seconds per step > budget).
+  not fit (elapsed + 2 x seconds per step > budget);
+- **a lost lock**: the run directory's lock (:mod:`.lock`) was taken over by another job
+  (``--force-unlock``): the segment stops at once with :class:`~lattice_hpc.errors.RunDirLocked`
+  on every rank and writes nothing more, since the run directory is no longer its own.
 
 The handler only sets a flag: the step in progress, its checkpoint and the job's summary complete
 normally, and the run continues from that checkpoint when the same command runs again.
@@ -18,14 +21,16 @@ import threading
 
 import numpy as np
 
+from ..errors import RunDirLocked
+
 SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
 
 
 class StopControl:
     """Collective checks of the stop triggers; restores the previous signal handlers on ``close``."""
 
-    def __init__(self, comm, max_seconds: float = 0.0):
-        self.comm, self.max_seconds = comm, float(max_seconds)
+    def __init__(self, comm, max_seconds: float = 0.0, lock=None):
+        self.comm, self.max_seconds, self.lock = comm, float(max_seconds), lock
         self.signal = None
         self._old = {}
         if threading.current_thread() is threading.main_thread():
@@ -40,7 +45,11 @@ class StopControl:
         late = self.max_seconds > 0 and self.comm.rank == 0 and \
             elapsed + 2 * per_step > self.max_seconds
         got = self.signal or 0
-        flags = self.comm.allreduce(np.array([got, int(late)], dtype=np.int64), op="max")
+        lost = self.comm.rank == 0 and self.lock is not None and self.lock.lost
+        flags = self.comm.allreduce(np.array([got, int(late), int(lost)], dtype=np.int64), op="max")
+        if flags[2]:
+            raise RunDirLocked(f"{self.lock.run_dir}: the run directory's lock was taken over by "
+                               "another job: stopping at once without writing anything more")
         if flags[0]:
             return f"signal {signal.Signals(int(flags[0])).name} received"
         if flags[1]:

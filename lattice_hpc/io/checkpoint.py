@@ -25,9 +25,26 @@ at memory speed (a per-site CRC such as SciDAC's costs more than the I/O itself 
 
 Durability: the file is written under a temporary name in the same directory, flushed, closed and
 fsynced, then renamed onto its final name (and the directory fsynced).  A file under a final name
-is therefore complete; its checksum is verified on every read.  :class:`CheckpointStore` keeps the
-last ``keep`` checkpoints of a run and, on restart, falls back from a corrupt or truncated one to
-the previous valid one.
+is therefore complete; its checksum is verified on every read.  A write that fails on any rank
+(or whose rename fails) removes the temporary file and raises :class:`CheckpointError` naming the
+target on every rank; a directory, or a target in a directory that does not exist, is refused
+before anything is written.  :class:`CheckpointStore` keeps the last ``keep`` checkpoints of a run
+and, on restart, tells two kinds of failure apart:
+
+- **corrupt** (:class:`CheckpointError`): a checksum mismatch, no ``complete`` mark, another
+  ``format`` attribute, damaged HDF5 structure (truncated file, bad signature, a missing dataset
+  or attribute, bad JSON in an attribute).  The file is reported, renamed ``*.corrupt`` (kept for
+  inspection) and the previous checkpoint is used;
+- **could not be read** (:class:`~lattice_hpc.errors.CheckpointUnreadable`): any OS-level error
+  on any rank (EACCES, EIO, ESTALE, EISDIR, ENOENT of a file that was listed, ...), found by a
+  POSIX preflight on every rank (``open``, ``fstat``, ``pread`` of the first bytes) before h5py
+  opens the file, or carried (an errno) by an error of h5py.  The ranks decide together: every
+  rank raises it, naming the file, the rank(s) and the OS error; nothing is renamed or discarded,
+  and the job can be rerun once the file is readable.  Falling back here would silently throw
+  away a valid checkpoint (and, at the next save, prune it).
+
+Fault points (:mod:`lattice_hpc.faults`): ``checkpoint-write`` (after the field data went out) and
+``checkpoint-read`` (right before the preflight's ``pread``, on every rank).
 
 All functions are collective over the field's (or lattice's) communicator.
 """
@@ -35,21 +52,24 @@ All functions are collective over the field's (or lattice's) communicator.
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob
 import json
 import os
 import re
-import signal
+import stat
 import weakref
 from dataclasses import dataclass, field as dc_field
 
 import numpy as np
 
+from .. import faults
 from ..comm.fileio import open_h5
-from ..errors import CheckpointError, FormatError
+from ..errors import CheckpointError, CheckpointUnreadable, FormatError, LatticeError
 from ..groups import get_group
 from .checksums import lattice_checksum_partial, record_keys, reduce_sum64
-from .gaugefile import commit, on_root, temporary_name
+from .gaugefile import WRITE_ERRORS, check_target, finish_write, io_errno, on_root, os_error_text, \
+    per_rank, remove_quietly, temporary_name
 from .sites import block_geometry
 from ..backend import Backend
 from ..gauge import GaugeField
@@ -108,32 +128,20 @@ def _interior_host(U, dtype):
     return pad, (view if view.dtype == dtype else view.astype(dtype))
 
 
-_saves = 0
-
-
-def _fault_point():
-    """Test hook: ``LATTICE_HPC_FAULT=checkpoint-write:K`` kills the process (SIGKILL) in the middle
-    of its K-th checkpoint write, after the field data went to the temporary file."""
-    global _saves
-    _saves += 1
-    spec = os.environ.get("LATTICE_HPC_FAULT", "")
-    if spec.startswith("checkpoint-write:") and int(spec.split(":", 1)[1]) == _saves:
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
 def write_checkpoint(path: str, ckpt: Checkpoint, overwrite: bool = False) -> str:
     """Collective: write ``ckpt`` to ``path`` atomically; returns the field checksum.
 
     Every rank passes the same metadata (state, config, arrays, blobs); rank 0's copy is used.
+    The directory of ``path`` must exist; ``path`` must not be a directory, nor exist unless
+    ``overwrite``.  Any failure raises :class:`CheckpointError` naming ``path`` on every rank and
+    leaves no temporary file.
     """
     U = ckpt.field
     lat = U.lattice
     comm = lat.comm
     if ckpt.precision not in ("single", "double"):
         raise CheckpointError(f"{path}: precision must be single or double")
-    exists = comm.bcast(os.path.exists(path) if comm.rank == 0 else None)
-    if exists and not overwrite:
-        raise CheckpointError(f"{path}: exists; refusing to overwrite it")
+    check_target(path, comm, overwrite, CheckpointError, exists_hint="")
     meta = comm.bcast({"state": ckpt.state, "config": ckpt.config, "hash": ckpt.config_hash,
                        "rng": ckpt.rng, "arrays": ckpt.arrays, "blobs": ckpt.blobs,
                        "prov": ckpt.provenance})
@@ -142,64 +150,137 @@ def write_checkpoint(path: str, ckpt: Checkpoint, overwrite: bool = False) -> st
     checksum = field_checksum(links, lat)
     gshape, start, shape = block_geometry(lat)
     tmp = temporary_name(path, comm)
-    on_root(comm, os.makedirs, os.path.dirname(os.path.abspath(path)) or ".", 0o777, True)
-    f = open_h5(tmp, "w", comm)
+    error = None
+    f = None
     try:
-        f.attrs["format"] = FORMAT
-        f.attrs["format_version"] = FORMAT_VERSION
-        g = f.create_group("gauge")
-        g.attrs.update({"group": U.group.name, "dims": list(lat.dims), "precision": ckpt.precision,
-                        "checksum": checksum})
-        d = g.create_dataset("links", (lat.ndim,) + gshape + (U.N, U.N), dtype=dtype)
-        sel = (slice(None),) + tuple(slice(s, s + n) for s, n in zip(start, shape))
-        with _transfer(d):
-            if links.flags.c_contiguous:
-                d[sel] = links
-            else:  # the interior of the padded array: HDF5 gathers it (no copy here)
-                d.write_direct(pad, source_sel=_interior_sel(U), dest_sel=sel)
-        _fault_point()
-        r = f.create_group("rng")
-        r.attrs.update({k: json.dumps(v) if isinstance(v, (dict, list)) else v
-                        for k, v in meta["rng"].items()})
-        c = f.create_group("chain")
-        c.attrs["state"] = json.dumps(meta["state"])
-        c.attrs["config"] = json.dumps(meta["config"])
-        c.attrs["config_hash"] = meta["hash"] or ""
-        for name, arr in meta["arrays"].items():
-            c.create_dataset(name, data=np.asarray(arr))
-        p = f.create_group("provenance")
-        p.attrs.update({k: json.dumps(v) if isinstance(v, (dict, list)) else ("" if v is None else v)
-                        for k, v in meta["prov"].items()})
-        b = f.create_group("blobs")
-        for name, blob in meta["blobs"].items():
-            b.create_dataset(name, data=np.frombuffer(bytes(blob), dtype=np.uint8))
-        f.attrs["complete"] = 1
+        try:
+            f = open_h5(tmp, "w", comm)
+            f.attrs["format"] = FORMAT
+            f.attrs["format_version"] = FORMAT_VERSION
+            g = f.create_group("gauge")
+            g.attrs.update({"group": U.group.name, "dims": list(lat.dims),
+                            "precision": ckpt.precision, "checksum": checksum})
+            d = g.create_dataset("links", (lat.ndim,) + gshape + (U.N, U.N), dtype=dtype)
+            sel = (slice(None),) + tuple(slice(s, s + n) for s, n in zip(start, shape))
+            with _transfer(d):
+                if links.flags.c_contiguous:
+                    d[sel] = links
+                else:  # the interior of the padded array: HDF5 gathers it (no copy here)
+                    d.write_direct(pad, source_sel=_interior_sel(U), dest_sel=sel)
+            faults.point("checkpoint-write")
+        except WRITE_ERRORS as exc:
+            error = os_error_text(exc)
+        # an error on one rank stops every rank here, before the metadata writes (collective
+        # under mpio), so that none is left alone in them
+        if not any(comm.allgather(error)):
+            try:
+                _write_metadata(f, meta)
+            except WRITE_ERRORS as exc:
+                error = os_error_text(exc)
+    except BaseException:  # not an I/O error (a bug, or an error raised on every rank)
+        if comm.rank == 0:
+            remove_quietly(tmp)
+        raise
     finally:
-        f.close()
-    on_root(comm, commit, tmp, path)
+        if f is not None:
+            try:
+                f.close()
+            except WRITE_ERRORS as exc:
+                error = error or os_error_text(exc)
+    finish_write(comm, tmp, path, error, CheckpointError)
     return checksum
 
 
-def probe(path: str) -> dict:
-    """Rank 0 (serial h5py): the field's dims, group and precision; raises :class:`CheckpointError`."""
+def _write_metadata(f, meta) -> None:
+    """Collective: the groups after the field, and the ``complete`` mark last."""
+    r = f.create_group("rng")
+    r.attrs.update({k: json.dumps(v) if isinstance(v, (dict, list)) else v
+                    for k, v in meta["rng"].items()})
+    c = f.create_group("chain")
+    c.attrs["state"] = json.dumps(meta["state"])
+    c.attrs["config"] = json.dumps(meta["config"])
+    c.attrs["config_hash"] = meta["hash"] or ""
+    for name, arr in meta["arrays"].items():
+        c.create_dataset(name, data=np.asarray(arr))
+    p = f.create_group("provenance")
+    p.attrs.update({k: json.dumps(v) if isinstance(v, (dict, list)) else ("" if v is None else v)
+                    for k, v in meta["prov"].items()})
+    b = f.create_group("blobs")
+    for name, blob in meta["blobs"].items():
+        b.create_dataset(name, data=np.frombuffer(bytes(blob), dtype=np.uint8))
+    f.attrs["complete"] = 1
+
+
+# what a read of a damaged file raises in h5py/json (an OSError only without an errno)
+_DAMAGE = (OSError, KeyError, ValueError, TypeError, RuntimeError, IndexError)
+
+
+def _preflight(path: str, fault: bool = True) -> str | None:
+    """This rank, before h5py: ``None`` if ``path`` can be opened and read, else the OS error
+    (``"EIO: ..."``).  ``os.open``, ``os.fstat`` and ``os.pread`` of the first 8 bytes; the fault
+    point ``checkpoint-read`` sits right before the read (``fault``)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            if stat.S_ISDIR(os.fstat(fd).st_mode):
+                raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+            if fault:
+                faults.point("checkpoint-read")
+            os.pread(fd, 8, 0)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        return os_error_text(exc)
+    return None
+
+
+def unreadable(path: str, errors) -> CheckpointUnreadable:
+    """The error for ``path`` that could not be read (``errors``: per rank, text or ``None``)."""
+    return CheckpointUnreadable(
+        f"{path}: could not be read ({per_rank(errors)}): an I/O error, not a corrupt checkpoint; "
+        f"nothing was renamed or discarded: rerun the job once the file is readable")
+
+
+def _damaged(path: str, exc: BaseException) -> str:
+    return f"{path}: unreadable checkpoint ({exc}): truncated or corrupt file"
+
+
+def _probe(path: str) -> tuple:
+    """Rank 0 (serial h5py), never raises: ``("ok", head)``, ``("corrupt", message)`` or
+    ``("io", OS error text)``."""
     import h5py
 
+    err = _preflight(path, fault=False)
+    if err:
+        return "io", err
     try:
         with h5py.File(path, "r") as f:
             if f.attrs.get("format") != FORMAT:
-                raise CheckpointError(f"{path}: not a lattice_hpc checkpoint (format attribute "
-                                      f"{f.attrs.get('format')!r})")
+                return "corrupt", (f"{path}: not a lattice_hpc checkpoint (format attribute "
+                                   f"{f.attrs.get('format')!r})")
             if int(f.attrs.get("complete", 0)) != 1:
-                raise CheckpointError(f"{path}: incomplete checkpoint (no 'complete' mark)")
+                return "corrupt", f"{path}: incomplete checkpoint (no 'complete' mark)"
             g = f["gauge"]
-            return {"dims": tuple(int(v) for v in g.attrs["dims"]), "group": str(g.attrs["group"]),
-                    "precision": str(g.attrs["precision"]),
-                    "shape": tuple(g["links"].shape)}
-    except CheckpointError:
-        raise
-    except (OSError, KeyError, ValueError) as exc:
-        raise CheckpointError(f"{path}: unreadable checkpoint ({exc}): truncated or corrupt "
-                              f"file") from None
+            return "ok", {"dims": tuple(int(v) for v in g.attrs["dims"]),
+                          "group": str(g.attrs["group"]), "precision": str(g.attrs["precision"]),
+                          "shape": tuple(g["links"].shape)}
+    except _DAMAGE as exc:
+        if io_errno(exc) is not None:
+            return "io", os_error_text(exc)
+        return "corrupt", _damaged(path, exc)
+
+
+def probe(path: str) -> dict:
+    """Rank 0 (serial h5py): the field's dims, group and precision.
+
+    Raises :class:`CheckpointError` if the file is corrupt, :class:`CheckpointUnreadable` if it
+    could not be read (an OS error)."""
+    kind, value = _probe(path)
+    if kind == "io":
+        raise unreadable(path, [value])
+    if kind == "corrupt":
+        raise CheckpointError(value)
+    return value
 
 
 def read_checkpoint(path: str, lattice, backend=None) -> Checkpoint:
@@ -207,18 +288,34 @@ def read_checkpoint(path: str, lattice, backend=None) -> Checkpoint:
 
     The field comes back with a stale halo (call ``refresh()`` before reading neighbours).
 
-    Raises :class:`CheckpointError` on every rank if the file is unreadable, incomplete, from a
-    lattice of other dimensions, or fails its checksum.
+    Every rank raises the same error:
+    :class:`~lattice_hpc.errors.CheckpointUnreadable` if the file could not be read on some rank
+    (an OS error: permission, EIO, ...); :class:`CheckpointMismatch` if it is a valid checkpoint
+    of a lattice of other dimensions; :class:`CheckpointError` if it is corrupt (damaged HDF5
+    structure, truncated, incomplete, not a checkpoint, checksum mismatch).
     """
     comm = lattice.comm
+    # 1. every rank: can the file be read at all (before h5py, whose errors say less)?
+    errors = comm.allgather(_preflight(path))
+    if any(errors):
+        raise unreadable(path, errors)
+    # 2. rank 0: the header
     try:
-        head = on_root(comm, probe, path)
-    except FormatError as exc:
+        kind, head = on_root(comm, _probe, path)
+    except FormatError as exc:  # not expected: _probe reports instead of raising
         raise CheckpointError(str(exc)) from None
+    if kind == "io":
+        raise unreadable(path, [head] + [None] * (comm.size - 1))
+    if kind == "corrupt":
+        raise CheckpointError(head)
     if tuple(head["dims"]) != tuple(lattice.dims):
         raise CheckpointMismatch(f"{path}: checkpoint of a {','.join(map(str, head['dims']))} lattice, "
                               f"but this job's lattice is {','.join(map(str, lattice.dims))}")
-    group = get_group(head["group"])
+    try:
+        group = get_group(head["group"])
+    except (LatticeError, KeyError, ValueError) as exc:
+        raise CheckpointError(f"{path}: gauge group {head['group']!r} unknown ({exc}): corrupt "
+                              f"checkpoint") from None
     expect = (lattice.ndim,) + tuple(reversed(lattice.dims)) + (group.N, group.N)
     if head["shape"] != expect:
         raise CheckpointError(f"{path}: gauge/links has shape {head['shape']}, expected {expect}")
@@ -230,34 +327,49 @@ def read_checkpoint(path: str, lattice, backend=None) -> Checkpoint:
     field = GaugeField(lattice, group, backend, depth=1)
     host = field.links if backend.name == "numpy" and field.links.dtype == stored else \
         np.zeros(field.links.shape, dtype=stored)
+
+    def classify(exc):
+        return ("io", os_error_text(exc)) if io_errno(exc) is not None else \
+            ("corrupt", _damaged(path, exc))
+
+    # 3. every rank: its block.  Each step ends in the same collectives on every rank (an error on
+    # one rank must not leave the others waiting in a collective read or the checksum reduction).
     error = None
+    f = None
     try:
         f = open_h5(path, "r", comm)
-    except OSError as exc:
-        raise CheckpointError(f"{path}: cannot open ({exc}): truncated or corrupt file") from None
-    try:
-        d = f["gauge/links"]
-        with _transfer(d, comm.size, read=True):  # straight into the interior of the padded array
-            d.read_direct(host, source_sel=sel, dest_sel=_interior_sel(field))
-        attrs = dict(f["gauge"].attrs)
-        state = json.loads(f["chain"].attrs["state"])
-        config = json.loads(f["chain"].attrs["config"])
-        chash = str(f["chain"].attrs["config_hash"]) or None
-        arrays = {k: np.asarray(v[()]) for k, v in f["chain"].items()}
-        rng = {k: _attr(v) for k, v in f["rng"].attrs.items()}
-        prov = {k: _attr(v) for k, v in f["provenance"].attrs.items()}
-        blobs = {k: bytes(np.asarray(v[()]).tobytes()) for k, v in f["blobs"].items()}
-    except (OSError, KeyError, ValueError) as exc:
-        error = f"{path}: unreadable checkpoint ({exc}): truncated or corrupt file"
-    finally:
-        f.close()
-    # a read error on one rank must not leave the others waiting in the checksum reduction
+    except _DAMAGE as exc:
+        error = classify(exc)
+    opened = comm.allgather(f is not None)
+    if all(opened):
+        try:
+            d = f["gauge/links"]
+            with _transfer(d, comm.size, read=True):  # straight into the interior of the padded array
+                d.read_direct(host, source_sel=sel, dest_sel=_interior_sel(field))
+            stored_sum = str(f["gauge"].attrs["checksum"])
+            state = json.loads(f["chain"].attrs["state"])
+            config = json.loads(f["chain"].attrs["config"])
+            chash = str(f["chain"].attrs["config_hash"]) or None
+            arrays = {k: np.asarray(v[()]) for k, v in f["chain"].items()}
+            rng = {k: _attr(v) for k, v in f["rng"].attrs.items()}
+            prov = {k: _attr(v) for k, v in f["provenance"].attrs.items()}
+            blobs = {k: bytes(np.asarray(v[()]).tobytes()) for k, v in f["blobs"].items()}
+        except _DAMAGE as exc:
+            error = classify(exc)
+    if f is not None:
+        try:
+            f.close()
+        except _DAMAGE as exc:
+            error = error or classify(exc)
     errors = comm.allgather(error)
+    if any(e and e[0] == "io" for e in errors):
+        raise unreadable(path, [e[1] if e and e[0] == "io" else None for e in errors])
     if any(errors):
-        raise CheckpointError(next(e for e in errors if e))
+        raise CheckpointError(next(e[1] for e in errors if e))
+    # 4. all ranks: the checksum of the whole field
     checksum = field_checksum(lattice.view(host, 1, None, lead=1), lattice)
-    if checksum != str(attrs["checksum"]):
-        raise CheckpointError(f"{path}: checksum mismatch: stored {attrs['checksum']}, data "
+    if checksum != stored_sum:
+        raise CheckpointError(f"{path}: checksum mismatch: stored {stored_sum}, data "
                               f"{checksum}: corrupt checkpoint")
     if host is not field.links:
         field.set_interior(backend.asarray(lattice.view(host, 1, None, lead=1)))
@@ -303,7 +415,8 @@ def _attr(v):
 class CheckpointStore:
     """The checkpoints of one run: ``DIR/ckpt_<step>.h5``, the newest ``keep`` kept.
 
-    Collective methods (all ranks call them together); rank 0 does the directory work.
+    Collective methods (all ranks call them together); rank 0 does the directory work and
+    broadcasts its outcome, so an error there is raised on every rank.
     """
 
     PATTERN = re.compile(r"ckpt_(\d{8})\.h5$")
@@ -317,21 +430,62 @@ class CheckpointStore:
         return os.path.join(self.dir, f"ckpt_{step:08d}.h5")
 
     def _list(self) -> list[str]:
-        names = sorted((p for p in glob.glob(os.path.join(self.dir, "ckpt_*.h5"))
-                        if self.PATTERN.search(p)), reverse=True)
-        return names
+        """Rank 0: checkpoint paths, newest first (``[]`` if the directory does not exist);
+        raises ``OSError`` if it cannot be listed."""
+        try:
+            names = os.listdir(self.dir)
+        except FileNotFoundError:
+            return []
+        return sorted((os.path.join(self.dir, n) for n in names if self.PATTERN.fullmatch(n)),
+                      reverse=True)
 
     def list(self) -> list[str]:
-        """Collective: checkpoint paths, newest first."""
-        return self.comm.bcast(self._list() if self.comm.rank == 0 else None)
+        """Collective: checkpoint paths, newest first.
+
+        Raises :class:`~lattice_hpc.errors.CheckpointUnreadable` on every rank if the directory
+        exists but cannot be listed (an OS error other than "does not exist")."""
+        out = None
+        if self.comm.rank == 0:
+            try:
+                out = ("ok", self._list())
+            except OSError as exc:
+                out = ("io", os_error_text(exc))
+        kind, value = self.comm.bcast(out)
+        if kind == "io":
+            raise CheckpointUnreadable(
+                f"{self.dir}: the checkpoint directory could not be listed (rank 0: {value}): an "
+                f"I/O error; nothing was renamed or discarded: rerun the job once it is readable")
+        return value
+
+    def _warn(self, msg, *args) -> None:
+        if self.log:
+            self.log.warning(msg, *args)
 
     def save(self, step: int, ckpt: Checkpoint) -> str:
         """Collective: write checkpoint ``step`` (atomically), then drop all but the newest ``keep``."""
         path = self.path(step)
+        made = None
+        if self.comm.rank == 0:
+            try:
+                os.makedirs(self.dir, exist_ok=True)
+            except OSError as exc:
+                made = f"{self.dir}: cannot create the checkpoint directory ({os_error_text(exc)})"
+        made = self.comm.bcast(made)
+        if made:
+            raise CheckpointError(made)
         checksum = write_checkpoint(path, ckpt, overwrite=True)
         if self.comm.rank == 0:
-            for old in self._list()[self.keep:]:
-                os.remove(old)
+            try:
+                old = self._list()[self.keep:]
+            except OSError as exc:
+                old = []
+                self._warn("%s: cannot list old checkpoints to prune them (%s)", self.dir,
+                           os_error_text(exc))
+            for p in old:
+                try:
+                    os.remove(p)
+                except OSError as exc:
+                    self._warn("%s: cannot remove this old checkpoint (%s)", p, os_error_text(exc))
         self.comm.barrier()
         if self.log:
             self.log.info("checkpoint %s written (checksum %s)", path, checksum)
@@ -340,24 +494,33 @@ class CheckpointStore:
     def load_latest(self, lattice, backend=None) -> Checkpoint | None:
         """Collective: the newest checkpoint that reads back with a valid checksum, or ``None``.
 
-        A checkpoint that fails is reported, renamed to ``*.corrupt`` (kept for inspection, never
-        used or pruned again) and the previous one is tried.  Leftover temporary files of an
-        interrupted write are removed.
+        A corrupt checkpoint (:class:`CheckpointError`) is reported, renamed to ``*.corrupt``
+        (kept for inspection, never used or pruned again) and the previous one is tried.  One
+        that could not be read (:class:`~lattice_hpc.errors.CheckpointUnreadable`, an OS error on
+        any rank), a directory that cannot be listed, and a checkpoint of another job
+        (:class:`CheckpointMismatch`) raise on every rank with nothing renamed, discarded or
+        deleted.  Leftover temporary files of an interrupted write (never valid) are removed.
         """
         if self.comm.rank == 0:
-            for tmp in glob.glob(os.path.join(self.dir, ".ckpt_*.h5.partial-*")):
-                os.remove(tmp)
-                if self.log:
-                    self.log.warning("removed %s, left by an interrupted checkpoint write", tmp)
+            for tmp in glob.glob(os.path.join(glob.escape(self.dir), ".ckpt_*.h5.partial-*")):
+                try:
+                    os.remove(tmp)
+                except OSError as exc:
+                    self._warn("cannot remove %s, left by an interrupted checkpoint write (%s)", tmp,
+                               os_error_text(exc))
+                else:
+                    self._warn("removed %s, left by an interrupted checkpoint write", tmp)
         for path in self.list():
             try:
                 return read_checkpoint(path, lattice, backend)
-            except CheckpointMismatch:
+            except (CheckpointMismatch, CheckpointUnreadable):
                 raise
             except CheckpointError as exc:
-                if self.log:
-                    self.log.warning("%s; falling back to the previous checkpoint", exc)
+                self._warn("%s; falling back to the previous checkpoint", exc)
                 if self.comm.rank == 0:
-                    os.replace(path, path + ".corrupt")
+                    try:
+                        os.replace(path, path + ".corrupt")
+                    except OSError as err:
+                        self._warn("%s: cannot rename it to *.corrupt (%s)", path, os_error_text(err))
                 self.comm.barrier()
         return None

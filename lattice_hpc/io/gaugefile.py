@@ -14,6 +14,10 @@ Reading is done in three steps, each collective over the job's communicator:
 
 Writing goes to a temporary name next to the target, is flushed to stable storage, and is renamed
 onto the target only when complete; an existing target is never replaced unless ``overwrite``.
+A target that is a directory (also with ``overwrite``) or whose parent directory does not exist is
+refused before anything is written.  If the write or the final rename fails on any rank, rank 0
+removes the temporary file and every rank raises :class:`~lattice_hpc.errors.FormatError` naming
+the target and the OS error: a failed write leaves nothing behind.
 
 Format modules (``nersc``, ``ildg``, ``milc``, ``openqcd``, ``hdf5``) provide ``probe(path, size)``
 (rank 0, header only) and optionally ``read_block``/``verify``/``write``; the common site-major
@@ -23,13 +27,16 @@ decoded and encoded here.
 
 from __future__ import annotations
 
+import errno
 import os
+import re
 import socket
 from dataclasses import dataclass, field as dc_field
 
 import numpy as np
 
 from ..comm.fileio import BlockFile, file_size
+from ..comm.mpi import MPI
 from ..errors import FormatError, LatticeError
 from ..gauge import GaugeField, link_trace, plaquette
 from ..geometry import Lattice
@@ -135,6 +142,51 @@ def on_root(comm, fn, *args):
     return result[1]
 
 
+_ERRNO_IN_TEXT = re.compile(r"errno = (\d+)")
+
+# what a failing write raises: the OS (and h5py, which raises OSError or RuntimeError), MPI-IO
+WRITE_ERRORS = (OSError, RuntimeError) + ((MPI.Exception,) if MPI is not None else ())
+
+
+def io_errno(exc: BaseException) -> int | None:
+    """The OS error number behind ``exc``, or ``None`` if it is not an OS-level error.
+
+    An ``OSError`` raised by the OS carries it in ``errno``; one raised by h5py/HDF5 either does
+    too (``FileNotFoundError``, ...) or names it in its message (``errno = 5, error message =
+    ...``); HDF5's own structural errors (truncated file, bad signature) carry none, or 0.
+    """
+    if not isinstance(exc, OSError):
+        return None
+    if exc.errno:
+        return int(exc.errno)
+    m = _ERRNO_IN_TEXT.search(str(exc))
+    return int(m.group(1)) if m and int(m.group(1)) else None
+
+
+def os_error_text(exc: BaseException) -> str:
+    """``"EIO: Input/output error"``: the symbolic OS error and its text (else ``str(exc)``)."""
+    n = io_errno(exc)
+    if n is None:
+        return str(exc) or type(exc).__name__
+    text = os.strerror(n)
+    extra = " ".join(str(exc.strerror if exc.errno and exc.strerror else exc).split())
+    if extra.startswith(text):  # the OS's own text (plus what a fault injection adds)
+        text = extra
+    elif extra:  # h5py: HDF5's message, on one line
+        text = f"{text} ({extra})"
+    return f"{errno.errorcode.get(n, f'errno {n}')}: {text}"
+
+
+def per_rank(errors) -> str:
+    """``"rank 1: EIO: ...; ranks 0,2: ..."``: the non-empty entries of a rank-ordered list."""
+    groups: dict[str, list[int]] = {}
+    for rank, text in enumerate(errors):
+        if text:
+            groups.setdefault(text, []).append(rank)
+    return "; ".join(f"rank{'s' if len(rs) > 1 else ''} {','.join(map(str, rs))}: {text}"
+                     for text, rs in groups.items())
+
+
 def detect_format(path: str) -> str:
     """Guess the format of ``path`` from its first bytes (rank 0)."""
     with open(path, "rb") as fh:
@@ -232,21 +284,42 @@ def nersc_checksum(raw: np.ndarray, info: FileInfo, lattice) -> int:
 
 
 # -- writing --------------------------------------------------------------------------------------
+def check_target(path: str, comm, overwrite: bool, error=FormatError,
+                 exists_hint: str = " (choose another name)") -> None:
+    """Collective: refuse to write ``path`` (``error`` on every rank, before anything is written)
+    if it is a directory (also with ``overwrite``), if its parent directory does not exist, or if
+    it exists and not ``overwrite``."""
+    def problem():
+        parent = os.path.dirname(os.path.abspath(path))
+        if os.path.isdir(path):
+            return f"{path}: is a directory; give the name of the file to write (a directory is " \
+                   f"never replaced, also not with --force/overwrite)"
+        if not os.path.isdir(parent):
+            return f"{path}: the directory {parent} does not exist; create it first"
+        if os.path.lexists(path) and not overwrite:
+            return f"{path}: exists; refusing to overwrite it{exists_hint}"
+        return None
+
+    msg = comm.bcast(problem() if comm.rank == 0 else None)
+    if msg:
+        raise error(msg)
+
+
 def write_gauge(path: str, field: GaugeField, fmt: str, precision: str = "double",
                 overwrite: bool = False, meta: dict | None = None) -> FileInfo:
     """Collective: write ``field`` to ``path`` in format ``fmt`` at ``precision``.
 
     The file appears under its name only once it is complete and synced; an existing ``path``
-    raises :class:`FormatError` unless ``overwrite``.
+    raises :class:`FormatError` unless ``overwrite``; a directory, or a path whose directory does
+    not exist, always does.  A failed write raises :class:`FormatError` naming ``path`` and the OS
+    error on every rank and leaves no temporary file.
     """
     if fmt not in ("nersc", "ildg", "hdf5"):
         raise FormatError(f"{path}: cannot write format {fmt!r}; writable: nersc, ildg, hdf5")
     if precision not in ("single", "double"):
         raise FormatError(f"{path}: precision must be single or double, not {precision!r}")
     comm = field.lattice.comm
-    exists = comm.bcast(os.path.exists(path) if comm.rank == 0 else None)
-    if exists and not overwrite:
-        raise FormatError(f"{path}: exists; refusing to overwrite it (choose another name)")
+    check_target(path, comm, overwrite)
     meta = dict(meta or {})
     meta.setdefault("hostname", socket.gethostname())
     return _module(fmt).write(path, field, precision, comm.bcast(meta))
@@ -276,18 +349,26 @@ def write_sites_file(path: str, field: GaugeField, info: FileInfo, head: bytes, 
     tmp = temporary_name(path, comm)
 
     def prepare():
-        with open(tmp, "wb") as fh:
-            fh.write(head)
-            fh.seek(len(head) + info.data_bytes)
-            fh.write(tail)
-            fh.truncate(len(head) + info.data_bytes + len(tail))
-        return True
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(head)
+                fh.seek(len(head) + info.data_bytes)
+                fh.write(tail)
+                fh.truncate(len(head) + info.data_bytes + len(tail))
+        except OSError as exc:
+            return os_error_text(exc)
+        return None
 
-    on_root(comm, prepare)
-    gshape, start, _shape = block_geometry(lattice)
-    with BlockFile(comm, tmp, "w") as fh:
-        fh.write_block(len(head), gshape, start, raw)
-    on_root(comm, commit, tmp, path)
+    prepared = comm.bcast(prepare() if comm.rank == 0 else None)
+    error = prepared if comm.rank == 0 else None
+    if prepared is None:
+        gshape, start, _shape = block_geometry(lattice)
+        try:
+            with BlockFile(comm, tmp, "w") as fh:
+                fh.write_block(len(head), gshape, start, raw)
+        except WRITE_ERRORS as exc:
+            error = os_error_text(exc)
+    finish_write(comm, tmp, path, error, FormatError)
 
 
 def temporary_name(path: str, comm) -> str:
@@ -297,16 +378,58 @@ def temporary_name(path: str, comm) -> str:
     return os.path.join(d, f".{b}.partial-{pid}")
 
 
-def commit(tmp: str, path: str) -> None:
-    """Rank 0: fsync ``tmp``, rename it onto ``path``, fsync the directory."""
-    fd = os.open(tmp, os.O_RDONLY)
+def _fsync(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def commit(tmp: str, path: str) -> None:
+    """Rank 0: fsync ``tmp``, rename it onto ``path``, fsync the directory (raises ``OSError``)."""
+    _fsync(tmp)
     os.replace(tmp, path)
-    dfd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
+    _fsync(os.path.dirname(os.path.abspath(path)))
+
+
+def remove_quietly(path: str) -> None:
+    """Remove ``path`` if it is there (errors ignored: used while reporting another one)."""
     try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+        os.remove(path)
+    except OSError:
+        pass
+
+
+def finish_write(comm, tmp: str, path: str, error: str | None, cls=FormatError) -> None:
+    """Collective: end the write of ``tmp`` (this rank's error text, or ``None``).
+
+    If no rank failed, rank 0 commits ``tmp`` onto ``path`` (fsync, rename, directory fsync).  If
+    any rank failed, or the commit does, rank 0 removes ``tmp`` and every rank raises ``cls``
+    naming ``path`` (not the temporary name) and the error(s).
+    """
+    errors = comm.allgather(error)
+    msg = None
+    if comm.rank == 0:
+        if any(errors):
+            remove_quietly(tmp)
+            msg = f"{path}: could not be written ({per_rank(errors)}); nothing was written under " \
+                  f"that name and the partial file was removed"
+        else:
+            try:
+                _fsync(tmp)
+                os.replace(tmp, path)
+            except OSError as exc:
+                remove_quietly(tmp)
+                msg = f"{path}: could not be written (rank 0, syncing and renaming the complete " \
+                      f"temporary file onto it: {os_error_text(exc)}); nothing was written under " \
+                      f"that name and the partial file was removed"
+            else:
+                try:
+                    _fsync(os.path.dirname(os.path.abspath(path)))
+                except OSError as exc:
+                    msg = f"{path}: written, but syncing its directory failed " \
+                          f"({os_error_text(exc)}): the file may not survive a crash of the node"
+    msg = comm.bcast(msg)
+    if msg:
+        raise cls(msg)
