@@ -28,7 +28,7 @@ from lattice_hpc.driver.lock import RunLock, _start_time
 from lattice_hpc.errors import RunDirLocked
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FIELDS = {"host", "pid", "pid_start", "job_id", "started", "token", "mpi_size", "argv"}
+FIELDS = {"restart_count", "host", "pid", "pid_start", "job_id", "started", "token", "mpi_size", "argv"}
 OTHER_HOST = "elsewhere.invalid"
 
 
@@ -438,3 +438,27 @@ def test_every_rank_learns_the_outcome():
         comm.barrier()
         if comm.rank == 0:
             shutil.rmtree(base, ignore_errors=True)
+
+
+def test_a_requeued_batch_job_takes_over_the_lock_of_its_earlier_run(tmp_path, monkeypatch):
+    """Slurm keeps the job id across requeues and counts them in SLURM_RESTART_COUNT: the lock of
+    run 0 of job 777 (another node, fresh heartbeat) is taken over by run 1, not by a job with
+    another id, nor by another step of the same run."""
+    for var in ("PBS_JOBID", "LSB_JOBID", "FLUX_JOB_ID", "COBALT_JOBID"):
+        monkeypatch.delenv(var, raising=False)
+    run = str(tmp_path / "r")
+    monkeypatch.setenv("SLURM_JOB_ID", "777")
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "0")
+    _plant(run, job_id="777", restart_count=0)
+    with pytest.raises(RunDirLocked):  # the same run of the job: e.g. a second srun step
+        RunLock(run, self_comm(), log=Log()).acquire()
+    monkeypatch.setenv("SLURM_JOB_ID", "778")
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
+    with pytest.raises(RunDirLocked):  # another job
+        RunLock(run, self_comm(), log=Log()).acquire()
+    monkeypatch.setenv("SLURM_JOB_ID", "777")
+    log = Log()
+    with RunLock(run, self_comm(), log=log) as lk:
+        assert _record(run)["token"] == lk.token and _record(run)["restart_count"] == 1
+        (warn,) = log.text("warning")
+        assert "requeued" in warn and "777" in warn

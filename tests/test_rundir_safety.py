@@ -366,3 +366,15 @@ def test_job_types_own_their_keys_and_observables(tmp_path):
     assert {"plaquette", "dH", "accepted"} <= names
     assert not any(n.startswith(("seconds", "monomials", "dH_parts", "nonfinite", "trajectory"))
                    for n in names), names
+
+
+def test_a_resumed_run_does_not_need_its_start_file_any_more(tmp_path):
+    src = tmp_path / "start.nersc"
+    src.write_bytes(open(os.path.join(DATA, "chroma_4x4x4x4.nersc"), "rb").read())
+    job = write_job(tmp_path, "gone", start=src.as_posix(), measure=2)
+    run(job)
+    src.unlink()
+    out = json.loads(run(job, "update.measure=4").stdout)
+    assert out["steps"] == 4 and out["steps_this_segment"] == 2
+    history = [json.loads(h) for h in (tmp_path / "gone" / "history.jsonl").read_text().splitlines()]
+    assert history[1]["start"] == history[0]["start"]  # the provenance is carried over

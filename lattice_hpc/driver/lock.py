@@ -3,8 +3,9 @@
 The lock is the file ``RUN_DIR/lock``, a JSON object written once by rank 0 of the job holding it:
 ``host`` (``socket.gethostname()``), ``pid``, ``pid_start`` (the process start time, field 22 of
 ``/proc/PID/stat``, or null), ``job_id`` (the first of ``SLURM_JOB_ID``, ``PBS_JOBID``, ``LSB_JOBID``,
-``FLUX_JOB_ID``, ``COBALT_JOBID`` that is set, or null), ``started`` (ISO date), ``token`` (a random
-hex string naming this holder), ``mpi_size`` and ``argv``.  Its mtime is the holder's heartbeat:
+``FLUX_JOB_ID``, ``COBALT_JOBID`` that is set, or null), ``restart_count`` (Slurm's
+``SLURM_RESTART_COUNT``: how often the batch job was requeued, or null), ``started`` (ISO date),
+``token`` (a random hex string naming this holder), ``mpi_size`` and ``argv``.  Its mtime is the holder's heartbeat:
 rank 0 refreshes it every ``heartbeat`` seconds (30 by default) while the job runs.
 
 Atomicity: the record is written and fsynced to a private file ``RUN_DIR/.lock.<token>``, which
@@ -15,7 +16,9 @@ private file.  Where hard links are not supported the lock is created with
 ``open(O_CREAT | O_EXCL)`` instead.  Exactly one of several jobs racing for a directory wins.
 
 Stale locks: a held lock is stale when its host is this host and its process has ended (or its pid
-now belongs to a process with another start time), or when its heartbeat is older than
+now belongs to a process with another start time), when it belongs to an earlier run of this very
+batch job (same job id, lower ``restart_count``: Slurm requeued the job, which ends the earlier
+run first), or when its heartbeat is older than
 ``stale_after`` seconds (300 by default), the age being measured with the file system's clock (the
 mtime of a probe file just created), not the node's.  A lock that cannot be parsed (its creator
 died while writing it) counts as a holder of unknown host whose heartbeat is its mtime.  A stale
@@ -52,6 +55,11 @@ def _start_time(pid) -> int | None:
             return int(fh.read().rsplit(b")", 1)[1].split()[19])
     except (OSError, IndexError, ValueError):
         return None
+
+
+def _restart_count() -> int | None:
+    value = os.environ.get("SLURM_RESTART_COUNT", "")
+    return int(value) if value.isdigit() else None
 
 
 def _alive(pid: int) -> bool:
@@ -166,6 +174,7 @@ class RunLock:
         os.makedirs(self.run_dir, exist_ok=True)
         self.info = {"host": self.host, "pid": os.getpid(), "pid_start": _start_time("self"),
                      "job_id": next((os.environ[v] for v in JOB_ID_VARS if os.environ.get(v)), None),
+                     "restart_count": _restart_count(),
                      "started": datetime.datetime.now().isoformat(timespec="seconds"),
                      "token": self.token, "mpi_size": self.comm.size, "argv": list(sys.argv)}
         self._data = (json.dumps(self.info, indent=1) + "\n").encode()
@@ -239,6 +248,11 @@ class RunLock:
             start, now = rec.get("pid_start"), _start_time(pid)
             if start is not None and now is not None and start != now:
                 return f"pid {pid} on this host now belongs to another process (PID reuse)"
+        ours, theirs = self.info.get("restart_count"), rec.get("restart_count")
+        if rec.get("job_id") is not None and rec.get("job_id") == self.info.get("job_id") and \
+                isinstance(ours, int) and isinstance(theirs, int) and ours > theirs:
+            return (f"it belongs to run {theirs} of this batch job ({rec['job_id']}), which was "
+                    f"requeued (this is run {ours})")
         if age > self.stale_after:
             return f"its last heartbeat is {age:.0f} s old (more than {self.stale_after:g} s)"
         return None

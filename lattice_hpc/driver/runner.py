@@ -3,8 +3,9 @@
 The order is what makes a run directory safe, for every job type (:mod:`.jobtype`):
 
 1. every rank reads and validates the whole job file (types, finite floats, ranges, the job
-   type's cross-key checks), the lattice and process grid, and a start file if
-   ``update.start`` names one; the resolved configuration must be identical on all ranks.
+   type's cross-key checks), the lattice and process grid, and, for a new run, the header of
+   the start file if ``update.start`` names one (a resumed run does not need it any more); the
+   resolved configuration must be identical on all ranks.
    Nothing is written yet, so a corrected job file is never refused because of a failed start;
 2. the run-directory lock is taken (:mod:`.lock`): a second job on the same directory is
    refused on every rank before any file is touched;
@@ -87,7 +88,8 @@ def run_job(path: str, overrides, comm: Communicator, force_unlock: bool = False
     lattice = Lattice(cfg["lattice"]["dims"], cfg["lattice"]["grid"], comm=comm)  # checks, then collective
     chash = config_hash(cfg)
     comm.check_same(chash, "the job configuration")
-    check_start_file(cfg, lattice)
+    if not _has_checkpoints(run_dir, comm):  # a resumed run does not need its start file
+        check_start_file(cfg, lattice)
     backend = Backend(cfg["backend"]["name"], cfg["backend"]["precision"])
     lock = RunLock(run_dir, comm, force=force_unlock, log=log)
     lock.acquire()
@@ -143,6 +145,17 @@ def _run_locked(cfg, job_type, run_dir, lattice, chash, backend, lock, log):
         stopper.close()
     rundir.finish(summary)
     return {"run_dir": os.path.abspath(run_dir), **summary} if comm.rank == 0 else None
+
+
+def _has_checkpoints(run_dir: str, comm) -> bool:
+    """Collective, read only: whether ``run_dir/checkpoints`` holds a checkpoint (a hint before
+    the lock is taken; what is resumed is decided under the lock)."""
+    def peek():
+        try:
+            return any(n.startswith("ckpt_") for n in os.listdir(os.path.join(run_dir, "checkpoints")))
+        except OSError:
+            return False
+    return comm.bcast(peek() if comm.rank == 0 else None)
 
 
 def _refuse_changes(run_dir: str, source: str, old: dict, new: dict) -> None:
