@@ -134,10 +134,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    from .comm import abort_launch, check_environment
+
     install_abort_handler()
-    comm = world()
     args = build_parser().parse_args(argv)
+    comm = None
     try:
+        comm = world()  # refuses to run without MPI in one process of a multi-process launch
+        check_environment(comm)  # collective: the same switches on every rank, or status 2 on all
         if args.command == "run":
             from .driver import run_job
 
@@ -163,6 +167,10 @@ def main(argv=None) -> int:
                 from .bench.plaquette import run
             result = run(args, comm)
     except LatticeError as exc:
+        if comm is None:  # world() refused: this process is not in the MPI job the others wait in
+            sys.stderr.write(f"lattice-hpc: error: {exc}\n")
+            abort_launch(2)  # ends the whole launch (hydra: through PMI) instead of a hang
+            return 2
         prefix = f"[rank {comm.rank}/{comm.size}] " if comm.size > 1 else ""
         sys.stderr.write(f"{prefix}lattice-hpc: error: {exc}\n")
         sys.stderr.flush()

@@ -8,12 +8,17 @@ Physics code reaches other ranks only through the objects defined here, at docum
   offset, gathers along one direction, and block gathers of a global field.
 - :mod:`.halo`  -- :class:`HaloExchange`: halo (ghost-zone) exchange of site fields of any per-site
   shape, any depth, faces only or faces + edges + corners, blocking or start/finish.
+- :mod:`.environment` -- :func:`check_environment`: the start-up check that every rank has the same
+  switches (:mod:`lattice_hpc.switches`), and (in :mod:`.mpi`) :func:`abort_launch`, which ends
+  the whole launch from a process that runs without MPI.
 
 Every collective here must be "called on all MPI processes of the communicator simultaneously"
 (openQCD's wording); each function's docstring says when it is collective.
 """
 
-from .mpi import Communicator, world, self_comm, install_abort_handler, compute_dims, wtime
+from .mpi import (Communicator, world, self_comm, install_abort_handler, compute_dims, wtime,
+                  abort_launch)
+from .environment import check_environment
 from .cart import CartGrid
 from .halo import HaloExchange
 
@@ -24,6 +29,8 @@ __all__ = [
     "install_abort_handler",
     "compute_dims",
     "wtime",
+    "abort_launch",
+    "check_environment",
     "CartGrid",
     "HaloExchange",
 ]

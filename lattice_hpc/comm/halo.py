@@ -40,11 +40,11 @@ from __future__ import annotations
 
 import atexit
 import itertools
-import os
 from typing import Sequence
 
 import numpy as np
 
+from .. import switches
 from .cart import CartGrid
 from .mpi import MPI
 
@@ -61,8 +61,7 @@ def _free_datatypes():
 
 
 def _gpu_aware_mpi() -> bool:
-    return (os.environ.get("LATTICE_HPC_GPU_AWARE_MPI") == "1"
-            or os.environ.get("MPICH_GPU_SUPPORT_ENABLED") == "1")
+    return switches.get("LATTICE_HPC_GPU_AWARE_MPI") or switches.get("MPICH_GPU_SUPPORT_ENABLED")
 
 
 def _is_cupy(a) -> bool:

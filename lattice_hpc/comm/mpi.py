@@ -7,23 +7,52 @@ runs serially without MPI.
 Abort semantics: :func:`install_abort_handler` replaces ``sys.excepthook`` so that an uncaught
 exception on any rank prints its traceback (prefixed with the rank) and calls ``MPI_Abort`` on
 COMM_WORLD, which ends every rank of the job instead of leaving the others waiting in a collective.
+
+Without MPI in a job of several processes: a process that runs without MPI
+(``LATTICE_HPC_NO_MPI=1``, or mpi4py not importable) cannot take part in the start-up comparison
+of the switches (:func:`lattice_hpc.comm.check_environment`), so :func:`world` refuses to run in a
+process that an MPI launcher started as one of several (``PMI_SIZE`` > 1: MPICH hydra, Cray PMI
+under PALS or srun, Flux; ``OMPI_COMM_WORLD_SIZE`` > 1: Open MPI; a rank > 0 in ``PMI_RANK``,
+``OMPI_COMM_WORLD_RANK``, ``PMIX_RANK`` or ``PALS_RANKID``; ``SLURM_STEP_NUM_TASKS`` > 1 with
+``SLURM_PROCID`` under srun) and raises :class:`~lattice_hpc.errors.ConfigError` naming the switch and the launcher variable.  The
+others are then waiting in ``MPI_Init`` for it, and MPICH's hydra does not end a job whose process
+exits with a status before ``MPI_Init`` (it waits for ever): :func:`abort_launch` ends the whole
+launch through the launcher's PMI-1 socket (``PMI_FD``, ``cmd=abort``), which hydra honours at once
+with that exit status.  A serial child process started by a rank must not inherit the launcher's
+variables (remove ``PMI_*``, ``OMPI_*``, ``PMIX_*``, ``PALS_*``, ``SLURM_STEP_*`` from its
+environment).
 """
 
 from __future__ import annotations
 
 import os
+import socket
+import stat
 import sys
 import time
 import traceback
 
 import numpy as np
 
+from .. import switches
+from ..errors import ConfigError
+
+
+def _mpi_disabled() -> bool:
+    try:
+        return switches.get("LATTICE_HPC_NO_MPI")
+    except ConfigError:  # a bad value: MPI as by default; check_environment reports it everywhere
+        return False
+
+
+_NO_MPI_REASON = None  # why this process runs without MPI (None: it uses mpi4py)
 try:  # the one import of mpi4py in the package (with .cart and .halo using it through here)
-    if os.environ.get("LATTICE_HPC_NO_MPI") == "1":
+    if _mpi_disabled():
         raise ImportError("disabled by LATTICE_HPC_NO_MPI=1")
     from mpi4py import MPI
-except ImportError:  # pragma: no cover - exercised on machines without mpi4py
+except ImportError as _exc:  # pragma: no cover - exercised on machines without mpi4py
     MPI = None
+    _NO_MPI_REASON = str(_exc) or type(_exc).__name__
 
 _OPS = {}
 if MPI is not None:
@@ -123,8 +152,112 @@ class Communicator:
 
 
 def world() -> Communicator:
-    """The job's communicator (COMM_WORLD), or the single-process stand-in without mpi4py."""
+    """The job's communicator (COMM_WORLD), or the single-process stand-in without mpi4py.
+
+    Without MPI, raises :class:`ConfigError` (naming the switch and the launcher variable) when an
+    MPI launcher started this process as one of several: it would run alone while the others wait
+    for it.  The caller should then end the launch with :func:`abort_launch`.
+    """
+    if MPI is None:
+        launched = launcher_processes()
+        if launched is not None:
+            raise ConfigError(_no_mpi_message(launched))
     return Communicator(MPI.COMM_WORLD if MPI is not None else None)
+
+
+def _no_mpi_message(launched: str) -> str:
+    rank = launcher_rank()
+    who = f"this process (launcher rank {rank[1]}, {rank[0]}={rank[1]})" if rank else "this process"
+    if _NO_MPI_REASON and "LATTICE_HPC_NO_MPI" in _NO_MPI_REASON:
+        return (f"LATTICE_HPC_NO_MPI=1 on {who}, but an MPI launcher started it as one of several "
+                f"processes ({launched}): it would run alone while the other ranks wait for it. "
+                f"Unset LATTICE_HPC_NO_MPI for MPI runs: set the same environment on every rank "
+                f"(in the batch script, before the launcher)")
+    return (f"mpi4py is not in use on {who} (it cannot be imported: {_NO_MPI_REASON}), but an MPI "
+            f"launcher started it as one of several processes ({launched}): it would run alone "
+            f"while the other ranks wait for it. Install mpi4py in the Python environment of every "
+            f"node (tools/install.sh), with the same environment on every rank")
+
+
+def _env_int(var: str) -> int | None:
+    value = os.environ.get(var, "").strip()
+    return int(value) if value.isdigit() else None
+
+
+def launcher_processes() -> str | None:
+    """``"VAR=value"`` of the launcher variable saying that an MPI launcher started this process as
+    one of several, or ``None``.  Pure (reads the environment).
+
+    ``PMI_SIZE`` > 1 (MPICH hydra, Cray PMI under PALS or srun, Flux), ``OMPI_COMM_WORLD_SIZE`` > 1
+    (Open MPI), a rank > 0 in ``PMI_RANK`` / ``OMPI_COMM_WORLD_RANK`` / ``PMIX_RANK`` /
+    ``PALS_RANKID``, or ``SLURM_STEP_NUM_TASKS`` > 1 together with ``SLURM_PROCID`` (srun; ``SLURM_NTASKS`` alone
+    is also set for serial commands inside an sbatch script, so it does not count).
+    """
+    for var in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE"):
+        n = _env_int(var)
+        if n is not None and n > 1:
+            return f"{var}={n}"
+    for var in ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PALS_RANKID"):
+        n = _env_int(var)
+        if n:  # a rank > 0 is not alone
+            return f"{var}={n}"
+    n = _env_int("SLURM_STEP_NUM_TASKS")
+    if n is not None and n > 1 and _env_int("SLURM_PROCID") is not None:
+        return f"SLURM_STEP_NUM_TASKS={n} (SLURM_PROCID={os.environ['SLURM_PROCID']})"
+    return None
+
+
+def launcher_rank() -> tuple[str, int] | None:
+    """``(variable, rank)`` of this process as its launcher numbers it, or ``None``; pure."""
+    for var in ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PALS_RANKID", "SLURM_PROCID"):
+        n = _env_int(var)
+        if n is not None:
+            return var, n
+    return None
+
+
+def _pmi_abort(code: int) -> bool:
+    """Ask the launcher to end the whole launch with ``code`` over the PMI-1 wire protocol.
+
+    MPICH's simple PMI client does the same in ``PMI_Abort`` (``cmd=abort exitcode=N``) on the
+    socket the launcher passes in ``PMI_FD`` (hydra; also Slurm's pmi1 plugin).  Returns ``False``
+    when there is no such socket (another launcher, or a child process that did not inherit it).
+    """
+    fd = _env_int("PMI_FD")
+    if fd is None:
+        return False
+    try:
+        if not stat.S_ISSOCK(os.fstat(fd).st_mode):
+            return False
+        sock = socket.socket(fileno=os.dup(fd))
+        sock.settimeout(5.0)
+        sock.sendall(b"cmd=init pmi_version=1 pmi_subversion=1\n")
+        sock.recv(1024)  # cmd=response_to_init ... rc=0
+        sock.sendall(f"cmd=abort exitcode={int(code)}\n".encode())
+    except OSError:
+        return False
+    return True
+
+
+def abort_launch(code: int = 2) -> None:
+    """End the whole job from a process that is not in it (MPI off, :func:`world` refused).
+
+    With mpi4py in use this is :meth:`Communicator.abort` on COMM_WORLD.  Without it, a process
+    started by an MPI launcher asks the launcher to end the launch (:func:`_pmi_abort`), so that
+    the ranks waiting in ``MPI_Init`` for this one do not hang; hydra then ends every process with
+    ``code`` within a fraction of a second.  Otherwise (or if the launcher does not act within a
+    few seconds) the process exits with ``code``; Open MPI's mpirun then ends the others, srun
+    does so with ``--kill-on-bad-exit=1``.  Flushes stdout and stderr first.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if MPI is not None:
+        Communicator(MPI.COMM_WORLD).abort(code)
+    if launcher_processes() is not None:
+        time.sleep(0.3)  # let the launcher forward this process's last messages before the kill
+        if _pmi_abort(code):
+            time.sleep(5.0)  # the launcher kills this process now
+    os._exit(code)
 
 
 def self_comm() -> Communicator:
@@ -143,6 +276,15 @@ def world_rank() -> int:
 def have_mpi() -> bool:
     """Whether mpi4py is importable (and not disabled)."""
     return MPI is not None
+
+
+def mpi4py_version() -> str | None:
+    """The version of mpi4py in use, or ``None`` when this process runs without MPI."""
+    if MPI is None:
+        return None
+    import mpi4py
+
+    return mpi4py.__version__
 
 
 def wtime() -> float:
@@ -180,6 +322,17 @@ def install_abort_handler() -> None:
     Prints the traceback with a ``[rank r/size]`` prefix on stderr, then calls ``MPI_Abort``.  On a
     single process the default hook runs and Python exits with status 1 as usual.
     """
+    if MPI is None and launcher_processes() is not None:
+        def alone(exc_type, exc, tb):  # world() refused: end the launch, not just this process
+            rank = launcher_rank()
+            prefix = f"[launcher rank {rank[1]}] " if rank else ""
+            text = "".join(traceback.format_exception(exc_type, exc, tb))
+            sys.stderr.write("".join(prefix + line + "\n" for line in text.rstrip().splitlines()))
+            sys.stderr.write(prefix + "ending the whole launch (PMI abort)\n")
+            abort_launch(1)
+
+        sys.excepthook = alone
+        return
     if world_size() <= 1:
         return
 

@@ -19,6 +19,7 @@ import tempfile
 from functools import lru_cache
 from pathlib import Path
 
+from .. import switches
 from ..errors import BackendError
 
 COMMON = Path(__file__).with_name("common.cuh")
@@ -44,7 +45,7 @@ def _cpu_id() -> str:
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("LATTICE_HPC_CACHE", Path.home() / ".cache" / "lattice_hpc"))
+    return Path(switches.get("LATTICE_HPC_CACHE") or Path.home() / ".cache" / "lattice_hpc")
 
 
 def shared_library(source: str, name: str) -> ctypes.CDLL:

@@ -16,8 +16,7 @@ In the metric ``<X, Y> = -Tr(X Y)`` this makes ``F = -grad S``, and the HMC mome
 
 from __future__ import annotations
 
-import os
-
+from .. import switches
 from ..errors import BackendError
 from ..groups.linalg import dagger
 from .observables import plaquette_plane_sums
@@ -50,7 +49,7 @@ def gauge_force(U, beta: float, kernel: str = "auto"):
     when a C++ compiler works and ``$LATTICE_HPC_KERNEL`` is not ``reference``; ``"reference"``
     this function's array-module code.
     """
-    if kernel == "auto" and os.environ.get("LATTICE_HPC_KERNEL", "auto") != "reference":
+    if kernel == "auto" and switches.get("LATTICE_HPC_KERNEL") != "reference":
         from .compiled_force import compiled_gauge_force, usable
 
         if usable(U):

@@ -63,7 +63,7 @@ from dataclasses import dataclass, field as dc_field
 
 import numpy as np
 
-from .. import faults
+from .. import faults, switches
 from ..comm.fileio import open_h5
 from ..errors import CheckpointError, CheckpointUnreadable, FormatError, LatticeError
 from ..groups import get_group
@@ -395,7 +395,7 @@ def _transfer(dset, nranks: int = 1, read: bool = False):
     """
     if dset.file.driver != "mpio":
         return contextlib.nullcontext()
-    mode = os.environ.get("LATTICE_HPC_H5_READ", "auto") if read else "collective"
+    mode = switches.get("LATTICE_HPC_H5_READ") if read else "collective"
     if mode == "auto":
         mode = "collective" if nranks == 1 else "independent"
     return dset.collective if mode == "collective" else contextlib.nullcontext()

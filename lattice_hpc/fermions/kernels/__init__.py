@@ -11,8 +11,7 @@ falls back to ``reference`` with a warning when no C++ compiler works.
 
 from __future__ import annotations
 
-import os
-
+from ... import switches
 from ...errors import BackendError
 from ...log import get_logger
 from .base import Hopping, apply_blocks
@@ -24,7 +23,7 @@ KERNELS = ("auto", "reference", "compiled", "cuda")
 def make_hopping(op, kernel: str = "auto") -> Hopping:
     """The hopping implementation ``kernel`` for operator ``op``."""
     if kernel == "auto":
-        kernel = os.environ.get("LATTICE_HPC_KERNEL", "auto")
+        kernel = switches.get("LATTICE_HPC_KERNEL")
     if kernel not in KERNELS:
         raise BackendError(f"unknown kernel {kernel!r}: use one of {', '.join(KERNELS)}")
     if kernel == "reference":
