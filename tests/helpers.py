@@ -73,3 +73,44 @@ seed = 3
 dir = "{dir}"
 log_every = {log}
 """
+
+
+def flip_link_byte(path, bit=0x10):
+    """Flip one bit in the middle of the gauge links dataset of a checkpoint (found through
+    h5py's storage offset): a corrupt checkpoint whose HDF5 structure is intact."""
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        offset = f["gauge/links"].id.get_offset()
+        n = f["gauge/links"].id.get_storage_size()
+    with open(path, "r+b") as fh:
+        fh.seek(offset + n // 2)
+        b = fh.read(1)
+        fh.seek(offset + n // 2)
+        fh.write(bytes([b[0] ^ bit]))
+
+
+def untimed(value):
+    """A record without its timings (any key that holds ``seconds``), which differ run to run."""
+    if isinstance(value, dict):
+        return {k: untimed(v) for k, v in value.items() if "seconds" not in k}
+    return value
+
+
+def run_records(run_dir):
+    """The records of a run directory, without their timings."""
+    import json
+
+    with open(os.path.join(run_dir, "records.jsonl")) as fh:
+        return [untimed(json.loads(ln)) for ln in fh if ln.strip()]
+
+
+def final_field(run_dir):
+    """``(links, chain state)`` of the newest checkpoint of a run directory."""
+    import json
+
+    import h5py
+
+    names = sorted(n for n in os.listdir(os.path.join(run_dir, "checkpoints")) if n.endswith(".h5"))
+    with h5py.File(os.path.join(run_dir, "checkpoints", names[-1]), "r") as f:
+        return f["gauge/links"][...], json.loads(f["chain"].attrs["state"])

@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from helpers import grids_run, on_grids
+from helpers import flip_link_byte, grids_run, on_grids
 from lattice_hpc.comm import self_comm, world
 from lattice_hpc.comm.fileio import open_h5
 from lattice_hpc.errors import BackendError, CheckpointError
@@ -92,26 +92,12 @@ def test_model_weights_blob_round_trips_with_weights_only_load(tmp_path):
         assert torch.equal(state[k], v)
 
 
-def _corrupt_data_byte(path):
-    """Flip one bit in the middle of the gauge dataset (found through h5py's storage offset)."""
-    import h5py
-
-    with h5py.File(path, "r") as f:
-        offset = f["gauge/links"].id.get_offset()
-        n = f["gauge/links"].id.get_storage_size()
-    with open(path, "r+b") as fh:
-        fh.seek(offset + n // 2)
-        b = fh.read(1)
-        fh.seek(offset + n // 2)
-        fh.write(bytes([b[0] ^ 0x04]))
-
-
 def test_corrupt_truncated_and_foreign_checkpoints_are_reported(tmp_path):
     lat = Lattice((4, 4, 4, 4), (1, 1, 1, 1), comm=self_comm())
     path = str(tmp_path / "c.h5")
     write_checkpoint(path, _ckpt(_field(lat)))
     data = open(path, "rb").read()
-    _corrupt_data_byte(path)
+    flip_link_byte(path, 0x04)
     with pytest.raises(CheckpointError, match="c.h5: checksum mismatch"):
         read_checkpoint(path, lat)
     trunc = tmp_path / "t.h5"
@@ -138,14 +124,14 @@ def test_store_keeps_the_last_k_and_falls_back_over_corrupt_ones(tmp_path):
         fields[step] = U.interior()
         store.save(step, _ckpt(U))
     assert [os.path.basename(p) for p in store.list()] == ["ckpt_00000030.h5", "ckpt_00000020.h5"]
-    _corrupt_data_byte(store.path(30))
+    flip_link_byte(store.path(30), 0x04)
     (tmp_path / "ck" / ".ckpt_00000040.h5.partial-123").write_bytes(b"half a file")
     ck = store.load_latest(lat)
     assert ck.path.endswith("ckpt_00000020.h5")
     np.testing.assert_array_equal(ck.field.interior(), fields[20])
     names = sorted(os.listdir(tmp_path / "ck"))
     assert names == ["ckpt_00000020.h5", "ckpt_00000030.h5.corrupt"]  # kept, renamed, not deleted
-    _corrupt_data_byte(store.path(20))
+    flip_link_byte(store.path(20), 0x04)
     assert store.load_latest(lat) is None
 
 

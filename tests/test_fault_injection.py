@@ -26,29 +26,10 @@ import time
 import numpy as np
 import pytest
 
-from helpers import run_cli
+from helpers import U1_QUENCHED_JOB, final_field, run_cli, run_records as records
 
-QUENCHED = """
-[job]
-name = "fi"
-[lattice]
-dims = [8, 8]
-[action]
-group = "U1"
-beta = 2.0
-[update]
-start = "hot"
-thermalize = 2
-measure = {measure}
-overrelax = 1
-seed = 29
-[checkpoint]
-every = 10
-keep = 2
-[output]
-dir = "{dir}"
-log_every = 100
-"""
+# 2D U(1) heatbath, 8 x 8 (tests/helpers.py), with frequent checkpoints
+QUENCHED = U1_QUENCHED_JOB.replace("{log}", "100") + "[checkpoint]\nevery = 10\nkeep = 2\n"
 
 HMC_U1 = """
 [job]
@@ -79,25 +60,6 @@ log_every = 100
 """
 
 POINTS = ("step", "checkpoint-write", "record-append", "external")
-
-
-def untimed(value):
-    if isinstance(value, dict):
-        return {k: untimed(v) for k, v in value.items() if "seconds" not in k}
-    return value
-
-
-def records(run_dir):
-    with open(os.path.join(run_dir, "records.jsonl")) as fh:
-        return [untimed(json.loads(ln)) for ln in fh if ln.strip()]
-
-
-def final_field(run_dir):
-    import h5py
-
-    names = sorted(n for n in os.listdir(os.path.join(run_dir, "checkpoints")) if n.endswith(".h5"))
-    with h5py.File(os.path.join(run_dir, "checkpoints", names[-1]), "r") as f:
-        return f["gauge/links"][...], json.loads(f["chain"].attrs["state"])
 
 
 def _count(path):

@@ -19,7 +19,7 @@ import os
 import numpy as np
 import pytest
 
-from helpers import run_cli
+from helpers import flip_link_byte, run_cli
 from lattice_hpc import faults
 from lattice_hpc.comm import self_comm, world
 from lattice_hpc.errors import CheckpointError, CheckpointUnreadable, FormatError
@@ -85,20 +85,6 @@ def _snapshot(directory):
         p = os.path.join(directory, n)
         out[n] = "dir" if os.path.isdir(p) else open(p, "rb").read()
     return out
-
-
-def _flip_link_byte(path):
-    """Flip one bit in the middle of the gauge links dataset (rank 0 of the caller)."""
-    import h5py
-
-    with h5py.File(path, "r") as f:
-        offset = f["gauge/links"].id.get_offset()
-        n = f["gauge/links"].id.get_storage_size()
-    with open(path, "r+b") as fh:
-        fh.seek(offset + n // 2)
-        b = fh.read(1)
-        fh.seek(offset + n // 2)
-        fh.write(bytes([b[0] ^ 0x10]))
 
 
 def _on_root(fn, *args):
@@ -209,7 +195,7 @@ def test_truncated_or_flipped_newest_checkpoint_is_corrupt_and_falls_back(shared
             data = open(newest, "rb").read()
             open(newest, "wb").write(data[: len(data) // 2])
         else:
-            _flip_link_byte(newest)
+            flip_link_byte(newest, 0x10)
 
     _on_root(spoil)
     spoiled = open(newest, "rb").read()

@@ -26,7 +26,12 @@ import time
 import numpy as np
 import pytest
 
-from helpers import run_cli
+from helpers import final_field as _final, run_cli, run_records as records, untimed
+
+
+def final_field(run_dir):
+    return _final(run_dir)[0]
+
 
 DATA = os.path.join(os.path.dirname(__file__), "data")
 
@@ -99,18 +104,6 @@ def run(job, *sets, np=None, env=None, ok=True, extra=()):
     return proc
 
 
-def untimed(value):
-    """A record without its timings (any key that holds ``seconds``), which differ run to run."""
-    if isinstance(value, dict):
-        return {k: untimed(v) for k, v in value.items() if "seconds" not in k}
-    return value
-
-
-def records(run_dir):
-    with open(os.path.join(run_dir, "records.jsonl")) as fh:
-        return [untimed(json.loads(ln)) for ln in fh if ln.strip()]
-
-
 def snapshot(run_dir):
     """Every file of a run directory (names and bytes)."""
     out = {}
@@ -119,14 +112,6 @@ def snapshot(run_dir):
             p = os.path.join(root, f)
             out[os.path.relpath(p, run_dir)] = open(p, "rb").read()
     return out
-
-
-def final_field(run_dir):
-    import h5py
-
-    names = sorted(n for n in os.listdir(os.path.join(run_dir, "checkpoints")) if n.endswith(".h5"))
-    with h5py.File(os.path.join(run_dir, "checkpoints", names[-1]), "r") as f:
-        return f["gauge/links"][...]
 
 
 # -- the lock ---------------------------------------------------------------------------------
