@@ -174,6 +174,31 @@ def test_a_lock_left_by_kill_9_is_taken_over_and_force_unlock_takes_a_foreign_on
     assert not (run_dir / "lock").exists()
 
 
+def test_a_job_whose_lock_is_taken_over_stops_at_once_and_writes_nothing_more(tmp_path):
+    """Another job took the lock (``--force-unlock``) while this one ran: it stops before it
+    writes its next record or checkpoint, and leaves the other job's lock alone."""
+    job = write_job(tmp_path, "lost", measure=100000)
+    run_dir = tmp_path / "lost"
+    proc = subprocess.Popen([sys.executable, "-m", "lattice_hpc.cli", "run", job, "--set",
+                             "checkpoint.every=1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    deadline = time.time() + 120
+    while time.time() < deadline and not (run_dir / "records.jsonl").exists():
+        time.sleep(0.05)
+    foreign = json.dumps({"host": "elsewhere-n17", "pid": 1, "token": "e" * 32})
+    (run_dir / "lock.new").write_text(foreign)
+    os.replace(run_dir / "lock.new", run_dir / "lock")  # what a take-over does, atomically
+    n_records = len(records(str(run_dir)))
+    n_ckpts = sorted(os.listdir(run_dir / "checkpoints"))
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2 and "lock was taken over by another job" in err
+    assert (run_dir / "lock").read_text() == foreign
+    # at most the step that was past its check when the lock changed hands
+    assert len(records(str(run_dir))) <= n_records + 1
+    assert len(set(os.listdir(run_dir / "checkpoints")) - set(n_ckpts)) <= 1
+    assert not (run_dir / "summary.json").exists()
+
+
 # -- I/O errors are not corruption ------------------------------------------------------------
 @pytest.mark.parametrize("np_,fault", [(None, "eio:checkpoint-read"), (2, "eio:checkpoint-read"),
                                        (2, "eacces:checkpoint-read@1")])

@@ -6,12 +6,12 @@ resumed segment continues the uninterrupted chain):
 1. ``rec = job.step(n, m)`` with ``m`` the global measurement index of step ``n``
    (:class:`.jobtype.Schedule`); a solver that fails inside it stops the chain with a
    :class:`~lattice_hpc.errors.ChainError` naming the step (the last checkpoint stays valid);
-2. the record of a measured step is appended to ``records.jsonl``;
-3. a checkpoint every ``checkpoint.every`` steps and at the end (field, ``job.state()``, step,
-   record count);
-4. the collective stop check (SIGTERM/SIGUSR1, ``job.max_seconds``, a run-directory lock taken
-   over by another job): a clean stop writes a checkpoint first; a lost lock stops at once,
-   writing nothing more.
+2. the collective stop check, after the step and before anything of it is written
+   (SIGTERM/SIGUSR1, ``job.max_seconds``, a run-directory lock taken over by another job): a
+   lost lock stops at once, writing nothing more; a clean stop ends the segment after 4.;
+3. the record of a measured step is appended to ``records.jsonl``;
+4. a checkpoint every ``checkpoint.every`` steps, at the end, and at a clean stop (field,
+   ``job.state()``, step, record count).
 
 Records appended after the newest checkpoint are set aside on resume and recomputed
 (:mod:`.rundir`), so the records of a run cut into any number of segments, by clean stops or by
@@ -47,26 +47,25 @@ def run_chain(job, sched: Schedule, first: int, rundir, ckpt, stopper, log) -> d
                              " (a solver failure usually means kappa is beyond its critical value, "
                              "or the solver tolerance or iteration limit is too strict)") from exc
         faults.point("step")
+        now = time.perf_counter() - t0
+        # collective, before anything of this step is written: a lost lock raises here
+        reason = stopper.check(now, now / (step + 1 - first))
         if m is not None:
             rundir.record(rec)
         step += 1
-        done = step - first
-        elapsed = time.perf_counter() - t0
         if step % log_every == 0 or step == total:
+            per = now / (step - first)
             log.info("%s %d/%d%s %s  %.3f s/%s  ETA %s", unit, step, total,
                      " (thermalizing)" if step <= sched.thermalize else "", job.progress(step - 1, rec),
-                     elapsed / done, unit, hms(elapsed / done * (total - step)))
+                     per, unit, hms(per * (total - step)))
         if ckpt.due(step) or step == total:
             saved = ckpt.save(step, job.field, {**job.state(), "records": rundir.count})
-        if step < total:
-            now = time.perf_counter() - t0
-            reason = stopper.check(now, now / done)
-            if reason:
-                if saved is None or not saved.endswith(f"{step:08d}.h5"):
-                    saved = ckpt.save(step, job.field, {**job.state(), "records": rundir.count})
-                log.warning("stopping at %s %d/%d (%s); run the same command again to continue",
-                            unit, step, total, reason)
-                break
+        if reason and step < total:
+            if saved is None or not saved.endswith(f"{step:08d}.h5"):
+                saved = ckpt.save(step, job.field, {**job.state(), "records": rundir.count})
+            log.warning("stopping at %s %d/%d (%s); run the same command again to continue",
+                        unit, step, total, reason)
+            break
     if step == first:
         log.info("the run is already complete (%d %s); reporting its summary", total, units)
     records = rundir.read_records()

@@ -39,6 +39,7 @@ import os
 import socket
 import sys
 import threading
+import time
 import uuid
 
 from ..errors import RunDirLocked
@@ -167,6 +168,21 @@ class RunLock:
                 self.log.warning("%s is no longer our lock: left in place", self.path)
         except OSError as exc:
             self.log.error("%s: cannot remove the lock (%s); remove it by hand", self.path, exc)
+
+    def held(self) -> bool:
+        """Rank 0: whether the lock file still holds our token (checked now, not only by the
+        heartbeat; sets ``lost`` when it does not).  Other ranks: ``True``."""
+        if self.comm.rank != 0 or not self._held or self.lost:
+            return not self.lost
+        if self._touch():
+            return True
+        time.sleep(0.2)  # a job checking the lock may have moved it away for an instant
+        if self._touch():
+            return True
+        self.lost = True
+        self.log.error("%s no longer holds this job's lock (removed or taken over by another "
+                       "job)", self.path)
+        return False
 
     # -- rank 0 ----------------------------------------------------------------------------------
     def _lock(self) -> str | None:

@@ -45,7 +45,7 @@ class StopControl:
         late = self.max_seconds > 0 and self.comm.rank == 0 and \
             elapsed + 2 * per_step > self.max_seconds
         got = self.signal or 0
-        lost = self.comm.rank == 0 and self.lock is not None and self.lock.lost
+        lost = self.comm.rank == 0 and self.lock is not None and not self.lock.held()
         flags = self.comm.allreduce(np.array([got, int(late), int(lost)], dtype=np.int64), op="max")
         if flags[2]:
             raise RunDirLocked(f"{self.lock.run_dir}: the run directory's lock was taken over by "
