@@ -182,8 +182,12 @@ def test_a_job_whose_lock_is_taken_over_stops_at_once_and_writes_nothing_more(tm
     proc = subprocess.Popen([sys.executable, "-m", "lattice_hpc.cli", "run", job, "--set",
                              "checkpoint.every=1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    def has_checkpoint():
+        ck = run_dir / "checkpoints"
+        return ck.is_dir() and any(n.endswith(".h5") for n in os.listdir(ck))
+
     deadline = time.time() + 120
-    while time.time() < deadline and not (run_dir / "records.jsonl").exists():
+    while time.time() < deadline and not has_checkpoint():
         time.sleep(0.05)
     foreign = json.dumps({"host": "elsewhere-n17", "pid": 1, "token": "e" * 32})
     (run_dir / "lock.new").write_text(foreign)
