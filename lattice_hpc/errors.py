@@ -43,5 +43,6 @@ class RunDirLocked(LatticeError):
 
 
 class ChainError(LatticeError):
-    """A Markov chain cannot go on (a solver that fails inside a trajectory, a non-finite action):
-    the message names the step; the last checkpoint stays valid."""
+    """A Markov chain cannot go on (a solver that fails inside a step): the message names the
+    step; the last checkpoint stays valid.  (A trajectory with a non-finite ``dH`` is not an
+    error: it is rejected and recorded with ``"nonfinite": true``.)"""

@@ -1,6 +1,6 @@
 """Kill a job at random moments, many times, and check that the finished run is the uninterrupted
-one: records (every key but the timings) and the final field, bit for bit (2D U(1) heatbath on
-one rank, 2D U(1) HMC with a Wilson-flow schedule on two).
+one: records (every key but the timings) and the final field, bit for bit, for both job types
+(2D U(1) heatbath, 2D U(1) HMC with a Wilson-flow schedule) on one rank and on two.
 
 Each segment is ended by ``kill -9``, at one of these moments, drawn at random (seeded, so a
 failure can be replayed):
@@ -104,8 +104,10 @@ def killed_segment(job, run_dir, np_, point, rng):
     return True
 
 
-@pytest.mark.parametrize("np_,template,measure,seed", [(None, QUENCHED, 1500, 1), (2, HMC_U1, 1200, 2)],
-                         ids=["quenched-1rank", "hmc-2ranks"])
+@pytest.mark.parametrize("np_,template,measure,seed",
+                         [(None, QUENCHED, 1500, 1), (2, QUENCHED, 1500, 3),
+                          (None, HMC_U1, 1200, 4), (2, HMC_U1, 1200, 2)],
+                         ids=["quenched-1rank", "quenched-2ranks", "hmc-1rank", "hmc-2ranks"])
 def test_twenty_random_kills_leave_the_uninterrupted_run(tmp_path, np_, template, measure, seed):
     ref_job = tmp_path / "ref.toml"
     ref_job.write_text(template.format(measure=measure, dir=(tmp_path / "ref").as_posix()))

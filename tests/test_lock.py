@@ -441,15 +441,14 @@ def test_every_rank_learns_the_outcome():
 
 
 def test_a_requeued_batch_job_takes_over_the_lock_of_its_earlier_run(tmp_path, monkeypatch):
-    """Slurm keeps the job id across requeues and counts them in SLURM_RESTART_COUNT: the lock of
-    run 0 of job 777 (another node, fresh heartbeat) is taken over by run 1, not by a job with
-    another id, nor by another step of the same run."""
-    for var in ("PBS_JOBID", "LSB_JOBID", "FLUX_JOB_ID", "COBALT_JOBID"):
+    """Slurm keeps the job id across requeues and sets SLURM_RESTART_COUNT only from the first
+    requeue on: the lock of run 0 of job 777 (no count; another node, fresh heartbeat) is taken
+    over by run 1, not by a job with another id, nor by another step of the same run."""
+    for var in ("PBS_JOBID", "LSB_JOBID", "FLUX_JOB_ID", "COBALT_JOBID", "SLURM_RESTART_COUNT"):
         monkeypatch.delenv(var, raising=False)
     run = str(tmp_path / "r")
     monkeypatch.setenv("SLURM_JOB_ID", "777")
-    monkeypatch.setenv("SLURM_RESTART_COUNT", "0")
-    _plant(run, job_id="777", restart_count=0)
+    _plant(run, job_id="777", restart_count=None)
     with pytest.raises(RunDirLocked):  # the same run of the job: e.g. a second srun step
         RunLock(run, self_comm(), log=Log()).acquire()
     monkeypatch.setenv("SLURM_JOB_ID", "778")
@@ -462,3 +461,6 @@ def test_a_requeued_batch_job_takes_over_the_lock_of_its_earlier_run(tmp_path, m
         assert _record(run)["token"] == lk.token and _record(run)["restart_count"] == 1
         (warn,) = log.text("warning")
         assert "requeued" in warn and "777" in warn
+    _plant(run, job_id="777", restart_count=1)  # run 1 is alive: run 1 again is refused
+    with pytest.raises(RunDirLocked):
+        RunLock(run, self_comm(), log=Log()).acquire()

@@ -4,7 +4,8 @@ The lock is the file ``RUN_DIR/lock``, a JSON object written once by rank 0 of t
 ``host`` (``socket.gethostname()``), ``pid``, ``pid_start`` (the process start time, field 22 of
 ``/proc/PID/stat``, or null), ``job_id`` (the first of ``SLURM_JOB_ID``, ``PBS_JOBID``, ``LSB_JOBID``,
 ``FLUX_JOB_ID``, ``COBALT_JOBID`` that is set, or null), ``restart_count`` (Slurm's
-``SLURM_RESTART_COUNT``: how often the batch job was requeued, or null), ``started`` (ISO date),
+``SLURM_RESTART_COUNT``: how often the batch job was requeued; Slurm sets it only after a first
+requeue, so null means run 0), ``started`` (ISO date),
 ``token`` (a random hex string naming this holder), ``mpi_size`` and ``argv``.  Its mtime is the holder's heartbeat:
 rank 0 refreshes it every ``heartbeat`` seconds (30 by default) while the job runs.
 
@@ -169,6 +170,13 @@ class RunLock:
         except OSError as exc:
             self.log.error("%s: cannot remove the lock (%s); remove it by hand", self.path, exc)
 
+    def check(self) -> None:
+        """Collective: raise ``RunDirLocked`` on every rank unless the lock is still ours (called
+        before each step of a start that renames or writes files of the run directory)."""
+        if not self.comm.bcast(self.held() if self.comm.rank == 0 else None):
+            raise RunDirLocked(f"{self.run_dir}: the run directory's lock was taken over by another "
+                               "job: stopping at once without writing anything more")
+
     def held(self) -> bool:
         """Rank 0: whether the lock file still holds our token (checked now, not only by the
         heartbeat; sets ``lost`` when it does not).  Other ranks: ``True``."""
@@ -264,7 +272,8 @@ class RunLock:
             start, now = rec.get("pid_start"), _start_time(pid)
             if start is not None and now is not None and start != now:
                 return f"pid {pid} on this host now belongs to another process (PID reuse)"
-        ours, theirs = self.info.get("restart_count"), rec.get("restart_count")
+        # Slurm sets SLURM_RESTART_COUNT only once a job has been requeued: none means run 0
+        ours, theirs = self.info.get("restart_count"), rec.get("restart_count") or 0
         if rec.get("job_id") is not None and rec.get("job_id") == self.info.get("job_id") and \
                 isinstance(ours, int) and isinstance(theirs, int) and ours > theirs:
             return (f"it belongs to run {theirs} of this batch job ({rec['job_id']}), which was "

@@ -107,7 +107,8 @@ def _run_locked(cfg, job_type, run_dir, lattice, chash, backend, lock, log):
         _refuse_changes(run_dir, "config.json", previous.get("config", {}), cfg)
     store = CheckpointStore(os.path.join(run_dir, "checkpoints"), comm, cfg["checkpoint"]["keep"], log)
     # checkpoints are looked for even without config.json (copied in by hand): never ignored,
-    # since later saves would prune them
+    # since later saves would prune them.  load_latest may rename a corrupt one: still ours?
+    lock.check()
     resumed = store.load_latest(lattice, backend)
     job = job_type(cfg, lattice, backend, log)
     if resumed is not None:
@@ -126,11 +127,13 @@ def _run_locked(cfg, job_type, run_dir, lattice, chash, backend, lock, log):
                      start["sha256"][:16])
         job.start(field)
     first = resumed.state["step"] if resumed else 0
-    meta = comm.bcast({"version": __version__, "git_commit": _git_commit(), "mpi_size": comm.size,
+    meta = comm.bcast({"version": __version__, "git_commit": _git_commit() if comm.rank == 0 else None,
+                       "mpi_size": comm.size,
                        "grid": list(lattice.grid.dims), "host": socket.gethostname(),
                        "date": datetime.datetime.now().isoformat(timespec="seconds"),
                        "resumed_from": resumed.path if resumed else None, "step": first,
                        "start": start, "lock": lock.info if comm.rank == 0 else None})
+    lock.check()  # a start can take long (a big checkpoint or start file): is the lock still ours?
     rundir.start(cfg, chash, meta, resumed.state["records"] if resumed else 0)
     log.info("job %s (%s): lattice %s on grid %s (%d ranks), local %s, run dir %s", cfg["job"]["name"],
              job_type.name, ",".join(map(str, lattice.dims)), ",".join(map(str, lattice.grid.dims)),
