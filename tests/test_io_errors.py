@@ -7,22 +7,28 @@
   one is used;
 - a write onto a directory or into a missing directory is refused before anything is written,
   and a write that fails midway or at the rename removes its temporary file; the error names the
-  target on every rank (in-process, and ``convert`` serial and under ``mpirun -n 2``).
+  target on every rank (in-process, and ``convert`` serial and under ``mpirun -n 2``);
+- OS errors that h5py and MPI-IO report only as text are I/O errors; ``collective_io`` ends the
+  job with status 2 and its message; ``check_same`` raises ``ConfigError``.
 
+Real system-call failures inside HDF5 and MPI-IO (an LD_PRELOAD shim): tests/test_real_io_errors.py.
 MPI tests run on a temporary directory shared by the ranks (rank 0's, broadcast).
 """
 
 import contextlib
 import errno
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 from helpers import flip_link_byte, run_cli
 from lattice_hpc import faults
-from lattice_hpc.comm import self_comm, world
-from lattice_hpc.errors import CheckpointError, CheckpointUnreadable, FormatError
+from lattice_hpc.comm import IO_ERRORS, collective_io, self_comm, world
+from lattice_hpc.comm.fileio import BlockFileError, os_error_text
+from lattice_hpc.errors import CheckpointError, CheckpointUnreadable, ConfigError, FormatError
 from lattice_hpc.gauge import GaugeField
 from lattice_hpc.geometry import Lattice
 from lattice_hpc.groups import get_group
@@ -179,6 +185,66 @@ def test_h5py_errors_are_io_errors_only_when_they_carry_an_errno():
                             "'Success')")) is None
     assert io_errno(FileNotFoundError(errno.ENOENT, "Unable to open file")) == errno.ENOENT
     assert io_errno(KeyError("gauge")) is None
+
+
+def test_os_errors_that_mpi_io_reports_only_as_text_are_io_errors():
+    """Under the mpio driver ROMIO's message carries the OS's text but no errno."""
+    mpio = OSError("Can't read data (MPI_File_read_at failed: MPI error string is 'Other I/O "
+                   "error , error stack:\nADIOI_GEN_READCONTIG(78): Other I/O error Input/output "
+                   "error')")
+    assert io_errno(mpio) == errno.EIO
+    text = os_error_text(mpio)
+    assert text.startswith("EIO: Input/output error (Can't read data (MPI_File_read_at failed")
+    assert "\n" not in text
+    for message, code in [("Unable to open file (Permission denied)", errno.EACCES),
+                          ("Can't read data (Stale file handle)", errno.ESTALE),
+                          ("Can't write data (No space left on device)", errno.ENOSPC)]:
+        assert io_errno(OSError(message)) == code
+        assert io_errno(RuntimeError(message)) == code  # h5py raises both
+    assert io_errno(ValueError("Input/output error")) is None  # not an I/O exception type
+    assert io_errno(OSError("Unable to open file (bad object header version number)")) is None
+    err = BlockFileError("/d/x.lime", "written", [None, "EIO: Input/output error, at byte 8"])
+    assert isinstance(err, OSError) and isinstance(err, IO_ERRORS)
+    assert str(err) == "/d/x.lime: could not be written (rank 1: EIO: Input/output error, at byte 8)"
+
+
+def test_collective_io_ends_the_job_with_status_2_and_says_why(tmp_path):
+    partial = tmp_path / ".x.h5.partial-1"
+    partial.write_bytes(b"half")
+    code = f"""
+import errno, os
+from lattice_hpc.comm import collective_io, self_comm
+with collective_io(self_comm(), "/d/x.h5: writing the field (collective)",
+                   cleanup=lambda: os.remove({str(partial)!r})):
+    raise OSError(errno.EIO, "Input/output error")
+print("not reached")
+"""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PMI_", "HYDRA_"))}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, env=env)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr == ("lattice-hpc: error: /d/x.h5: writing the field (collective): EIO: "
+                           "Input/output error: an I/O error inside a collective operation; "
+                           "ending the job (nothing was renamed, committed or discarded)\n")
+    assert proc.stdout == "" and not partial.exists()
+
+
+def test_collective_io_lets_other_exceptions_and_success_through():
+    comm = self_comm()
+    with collective_io(comm, "x"):
+        pass
+    with pytest.raises(KeyError):
+        with comm.fatal_io("x"):
+            raise KeyError("a bug, not an I/O error: the abort handler's business")
+
+
+@pytest.mark.mpi
+def test_check_same_raises_config_error_on_every_rank():
+    comm = world()
+    comm.check_same("a", "the value")
+    if comm.size > 1:
+        with pytest.raises(ConfigError, match=r"the rank differs between ranks: \[0, 1"):
+            comm.check_same(comm.rank, "the rank")
 
 
 # -- still corrupt ---------------------------------------------------------------------------------

@@ -21,10 +21,23 @@ launch through the launcher's PMI-1 socket (``PMI_FD``, ``cmd=abort``), which hy
 with that exit status.  A serial child process started by a rank must not inherit the launcher's
 variables (remove ``PMI_*``, ``OMPI_*``, ``PMIX_*``, ``PALS_*``, ``SLURM_STEP_*`` from its
 environment).
+
+I/O errors inside a collective operation (:func:`collective_io`, :meth:`Communicator.fatal_io`):
+after an exception inside a collective HDF5 or MPI-IO call (a collective dataset write or read,
+the metadata writes of a parallel HDF5 file, ``H5Fclose``) the library's state is undefined and
+the other ranks may be waiting inside the collective for the rank that failed: there is no safe
+way to go on.  The rank that sees the error prints ``lattice-hpc: error: WHAT: ERROR: an I/O
+error inside a collective operation; ending the job (nothing was renamed, committed or
+discarded)`` and ends the whole job with status 2 (``MPI_Abort``; on one process ``os._exit``,
+since finishing the interpreter after such an error can crash in the library).  ``IO_ERRORS``
+is the tuple of exception types that an I/O call raises (the OS and h5py: ``OSError``,
+``RuntimeError``; MPI-IO: ``mpi4py.MPI.Exception``), for the I/O layer, which never touches MPI
+objects itself.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import stat
@@ -53,6 +66,10 @@ try:  # the one import of mpi4py in the package (with .cart and .halo using it t
 except ImportError as _exc:  # pragma: no cover - exercised on machines without mpi4py
     MPI = None
     _NO_MPI_REASON = str(_exc) or type(_exc).__name__
+
+# what a failing I/O call raises: the OS and h5py (OSError, RuntimeError), MPI-IO (MPI.Exception,
+# a RuntimeError in mpi4py 4, named for clarity)
+IO_ERRORS = (OSError, RuntimeError) + ((MPI.Exception,) if MPI is not None else ())
 
 _OPS = {}
 if MPI is not None:
@@ -134,13 +151,18 @@ class Communicator:
         return None if sub == MPI.COMM_NULL else Communicator(sub)
 
     def check_same(self, value, what: str) -> None:
-        """Collective: raise ``RuntimeError`` on every rank unless ``value`` is equal on all ranks.
+        """Collective: raise :class:`~lattice_hpc.errors.ConfigError` on every rank unless
+        ``value`` is equal on all ranks (the command line then exits with status 2).
 
         Used to check that parameters read independently on each rank agree (as openQCD does).
         """
         values = self.allgather(value)
         if any(v != values[0] for v in values):
-            raise RuntimeError(f"{what} differs between ranks: {values}")
+            raise ConfigError(f"{what} differs between ranks: {values}")
+
+    def fatal_io(self, what: str, describe=None, cleanup=None):
+        """Context manager: :func:`collective_io` over this communicator."""
+        return collective_io(self, what, describe, cleanup)
 
     def abort(self, code: int = 1) -> None:
         """End the whole job now (``MPI_Abort`` on COMM_WORLD); on one process, ``os._exit``."""
@@ -149,6 +171,57 @@ class Communicator:
         if MPI is not None and MPI.Is_initialized() and not MPI.Is_finalized() and world_size() > 1:
             MPI.COMM_WORLD.Abort(code)
         os._exit(code)
+
+
+@contextlib.contextmanager
+def collective_io(comm: Communicator, what: str, describe=None, cleanup=None):
+    """Context manager around collective I/O calls: an I/O error inside ends the whole job.
+
+    Wrap exactly the calls that are collective inside the library (a collective HDF5 dataset
+    read or write, the metadata writes and the close of a parallel HDF5 file), not code that can
+    fail on its own (Python-level fault points, independent reads): after an exception inside a
+    collective call the library's state is undefined and the other ranks wait inside it.  On an
+    exception of :data:`IO_ERRORS` this rank writes to stderr (``[rank r/size] `` first when the
+    job has several ranks)::
+
+        lattice-hpc: error: WHAT: ERROR: an I/O error inside a collective operation; ending the job (nothing was renamed, committed or discarded)
+
+    runs ``cleanup()`` if given (errors ignored; e.g. remove the temporary file being written)
+    and ends the whole job with status 2 (:meth:`Communicator.abort`: ``MPI_Abort`` on
+    COMM_WORLD, ``os._exit`` on one process).  ``describe(exc)`` gives ERROR (default: the OS
+    error, :func:`lattice_hpc.comm.fileio.os_error_text`).  Other exceptions (bugs) pass through
+    to the abort handler.  Collective as the calls it wraps.
+    """
+    try:
+        yield
+    except IO_ERRORS as exc:
+        if describe is None:
+            from .fileio import os_error_text as describe
+        try:
+            text = describe(exc)
+        except Exception:  # noqa: BLE001 - reporting must not fail
+            text = " ".join(str(exc).split()) or type(exc).__name__
+        fatal_io_error(comm, what, text, cleanup)
+
+
+def fatal_io_error(comm: Communicator, what: str, error: str, cleanup=None) -> None:
+    """End the whole job with status 2 after an I/O error inside a collective operation (the
+    message of :func:`collective_io`); never returns.  Not collective: the rank that saw the
+    error calls it, the others are ended by ``MPI_Abort``."""
+    prefix = f"[rank {world_rank()}/{world_size()}] " if world_size() > 1 else ""
+    sys.stderr.write(f"{prefix}lattice-hpc: error: {what}: {error}: an I/O error inside a "
+                     f"collective operation; ending the job (nothing was renamed, committed or "
+                     f"discarded)\n")
+    sys.stderr.flush()
+    if cleanup is not None:
+        try:
+            cleanup()
+        except Exception:  # noqa: BLE001 - the job ends anyway
+            pass
+    if world_size() > 1:
+        time.sleep(0.3)  # let the process manager forward the message before the job is killed
+    comm.abort(2)
+    os._exit(2)  # not reached
 
 
 def world() -> Communicator:

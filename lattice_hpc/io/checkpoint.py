@@ -31,17 +31,30 @@ target on every rank; a directory, or a target in a directory that does not exis
 before anything is written.  :class:`CheckpointStore` keeps the last ``keep`` checkpoints of a run
 and, on restart, tells two kinds of failure apart:
 
-- **corrupt** (:class:`CheckpointError`): a checksum mismatch, no ``complete`` mark, another
-  ``format`` attribute, damaged HDF5 structure (truncated file, bad signature, a missing dataset
-  or attribute, bad JSON in an attribute).  The file is reported, renamed ``*.corrupt`` (kept for
-  inspection) and the previous checkpoint is used;
+- **corrupt** (:class:`CheckpointError`), only on positive evidence: a checksum mismatch (HDF5
+  returned the data), no ``complete`` mark, another ``format`` attribute, damaged HDF5 structure
+  (truncated file, bad signature, a missing dataset or attribute, bad JSON in an attribute) in a
+  file that is readable at the OS level: before a structure error is called corruption, every
+  rank reads its share of the whole file with ``os.pread`` (:func:`confirm_readable`).  The file
+  is reported, renamed ``*.corrupt`` (kept for inspection) and the previous checkpoint is used;
 - **could not be read** (:class:`~lattice_hpc.errors.CheckpointUnreadable`): any OS-level error
   on any rank (EACCES, EIO, ESTALE, EISDIR, ENOENT of a file that was listed, ...), found by a
   POSIX preflight on every rank (``open``, ``fstat``, ``pread`` of the first bytes) before h5py
-  opens the file, or carried (an errno) by an error of h5py.  The ranks decide together: every
-  rank raises it, naming the file, the rank(s) and the OS error; nothing is renamed or discarded,
-  and the job can be rerun once the file is readable.  Falling back here would silently throw
-  away a valid checkpoint (and, at the next save, prune it).
+  opens the file, carried by an error of h5py or MPI-IO (an errno, or the OS's text such as
+  ``Input/output error``: under the ``mpio`` driver ROMIO reports no errno), or found by the
+  whole-file read above.  The ranks decide together: every rank raises it, naming the file, the
+  rank(s) and the OS error; nothing is renamed or discarded, and the job can be rerun once the
+  file is readable.  Falling back here would silently throw away a valid checkpoint (and, at the
+  next save, prune it).
+
+I/O errors inside collective HDF5 calls (the collective dataset write, the metadata writes and
+``H5Fclose`` of a write; with ``LATTICE_HPC_H5_READ=collective``, or on one rank by default, the
+collective dataset read and the close of a read) end the whole job with status 2
+(:func:`lattice_hpc.comm.collective_io`): the library's state is undefined and the other ranks
+wait inside the collective.  Nothing is renamed, committed or discarded; the temporary file of a
+write is removed by the rank that saw the error (else by the next ``load_latest``).  In the
+default independent read mode at several ranks the reads are not collective, and the errors are
+classified as above.
 
 Fault points (:mod:`lattice_hpc.faults`): ``checkpoint-write`` (after the field data went out) and
 ``checkpoint-read`` (right before the preflight's ``pread``, on every rank).
@@ -64,6 +77,7 @@ from dataclasses import dataclass, field as dc_field
 import numpy as np
 
 from .. import faults, switches
+from ..comm import collective_io, fatal_io_error
 from ..comm.fileio import open_h5
 from ..errors import CheckpointError, CheckpointUnreadable, FormatError, LatticeError
 from ..groups import get_group
@@ -150,45 +164,63 @@ def write_checkpoint(path: str, ckpt: Checkpoint, overwrite: bool = False) -> st
     checksum = field_checksum(links, lat)
     gshape, start, shape = block_geometry(lat)
     tmp = temporary_name(path, comm)
+
+    def collective(what):  # an I/O error inside a collective HDF5 call ends the job (status 2)
+        return collective_io(comm, f"{path}: {what}", os_error_text, lambda: remove_quietly(tmp))
+
     error = None
     f = None
     try:
         try:
             f = open_h5(tmp, "w", comm)
-            f.attrs["format"] = FORMAT
-            f.attrs["format_version"] = FORMAT_VERSION
-            g = f.create_group("gauge")
-            g.attrs.update({"group": U.group.name, "dims": list(lat.dims),
-                            "precision": ckpt.precision, "checksum": checksum})
-            d = g.create_dataset("links", (lat.ndim,) + gshape + (U.N, U.N), dtype=dtype)
-            sel = (slice(None),) + tuple(slice(s, s + n) for s, n in zip(start, shape))
-            with _transfer(d):
-                if links.flags.c_contiguous:
-                    d[sel] = links
-                else:  # the interior of the padded array: HDF5 gathers it (no copy here)
-                    d.write_direct(pad, source_sel=_interior_sel(U), dest_sel=sel)
-            faults.point("checkpoint-write")
         except WRITE_ERRORS as exc:
             error = os_error_text(exc)
+        _agree_open(comm, f, error, f"{path}: creating the checkpoint (collective)", tmp)
+        if f is not None:
+            try:
+                with collective("writing the field (collective)"):
+                    f.attrs["format"] = FORMAT
+                    f.attrs["format_version"] = FORMAT_VERSION
+                    g = f.create_group("gauge")
+                    g.attrs.update({"group": U.group.name, "dims": list(lat.dims),
+                                    "precision": ckpt.precision, "checksum": checksum})
+                    d = g.create_dataset("links", (lat.ndim,) + gshape + (U.N, U.N), dtype=dtype)
+                    sel = (slice(None),) + tuple(slice(s, s + n) for s, n in zip(start, shape))
+                    with _transfer(d):
+                        if links.flags.c_contiguous:
+                            d[sel] = links
+                        else:  # the interior of the padded array: HDF5 gathers it (no copy here)
+                            d.write_direct(pad, source_sel=_interior_sel(U), dest_sel=sel)
+                faults.point("checkpoint-write")  # a Python-level error: handled below
+            except WRITE_ERRORS as exc:
+                error = os_error_text(exc)
         # an error on one rank stops every rank here, before the metadata writes (collective
         # under mpio), so that none is left alone in them
         if not any(comm.allgather(error)):
-            try:
+            with collective("writing the metadata (collective)"):
                 _write_metadata(f, meta)
-            except WRITE_ERRORS as exc:
-                error = os_error_text(exc)
     except BaseException:  # not an I/O error (a bug, or an error raised on every rank)
         if comm.rank == 0:
             remove_quietly(tmp)
         raise
     finally:
         if f is not None:
-            try:
+            with collective("closing the written file (collective)"):
                 f.close()
-            except WRITE_ERRORS as exc:
-                error = error or os_error_text(exc)
     finish_write(comm, tmp, path, error, CheckpointError)
     return checksum
+
+
+def _agree_open(comm, f, error, what: str, tmp: str | None = None) -> None:
+    """Collective, after a collective ``open_h5``: if it failed on some ranks only, end the job
+    (the ranks that hold the file could only close it collectively, with ranks that have none)."""
+    opened = comm.allgather(f is not None)
+    if any(opened) and not all(opened):
+        errors = comm.allgather(error)
+        if f is None:  # the rank(s) that failed report; their MPI_Abort ends the others
+            fatal_io_error(comm, what, per_rank(errors),
+                           (lambda: remove_quietly(tmp)) if tmp else None)
+        comm.barrier()  # wait to be ended by the failing rank's MPI_Abort
 
 
 def _write_metadata(f, meta) -> None:
@@ -276,11 +308,62 @@ def probe(path: str) -> dict:
     Raises :class:`CheckpointError` if the file is corrupt, :class:`CheckpointUnreadable` if it
     could not be read (an OS error)."""
     kind, value = _probe(path)
+    if kind == "corrupt":  # only if the whole file reads at the OS level (this process alone)
+        err = _read_share(path, 0, 1)
+        if err:
+            kind, value = "io", err
     if kind == "io":
         raise unreadable(path, [value])
     if kind == "corrupt":
         raise CheckpointError(value)
     return value
+
+
+CONFIRM_CHUNK = 16 << 20  # bytes per os.pread of confirm_readable
+
+
+def _read_share(path: str, rank: int, size: int) -> str | None:
+    """This rank: read its share (byte range ``rank`` of ``size`` equal ones) of ``path`` with
+    ``os.pread`` in chunks of :data:`CONFIRM_CHUNK`; ``None``, or the OS error."""
+    where = ""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            total = os.fstat(fd).st_size
+            share = -(-total // size)
+            pos, end = min(total, rank * share), min(total, (rank + 1) * share)
+            while pos < end:
+                where = f", at byte {pos}"
+                data = os.pread(fd, min(CONFIRM_CHUNK, end - pos), pos)
+                if not data:  # the file became shorter: what h5py saw is not the OS's fault
+                    break
+                pos += len(data)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        return os_error_text(exc) + where
+    return None
+
+
+def confirm_readable(path: str, comm) -> list:
+    """Collective: every rank reads its share of the whole file at the OS level (``os.pread``,
+    byte ranges split over the ranks); the per-rank OS errors (``None`` where none), rank order.
+
+    Run before a structure error of h5py/HDF5 is called corruption: an error that MPI-IO reports
+    without an errno (``MPI_File_read_at failed ... Other I/O error``) must not get a readable
+    checkpoint renamed ``*.corrupt``.
+    """
+    return comm.allgather(_read_share(path, comm.rank, comm.size))
+
+
+def _corrupt(path: str, comm, message: str):
+    """Collective: the error for a checkpoint that h5py found damaged: ``CheckpointError``
+    (``message``) if the whole file reads at the OS level on every rank, else
+    ``CheckpointUnreadable`` naming the rank(s) and the OS error."""
+    errors = confirm_readable(path, comm)
+    if any(errors):
+        return unreadable(path, errors)
+    return CheckpointError(message)
 
 
 def read_checkpoint(path: str, lattice, backend=None) -> Checkpoint:
@@ -307,7 +390,7 @@ def read_checkpoint(path: str, lattice, backend=None) -> Checkpoint:
     if kind == "io":
         raise unreadable(path, [head] + [None] * (comm.size - 1))
     if kind == "corrupt":
-        raise CheckpointError(head)
+        raise _corrupt(path, comm, head)
     if tuple(head["dims"]) != tuple(lattice.dims):
         raise CheckpointMismatch(f"{path}: checkpoint of a {','.join(map(str, head['dims']))} lattice, "
                               f"but this job's lattice is {','.join(map(str, lattice.dims))}")
@@ -334,38 +417,58 @@ def read_checkpoint(path: str, lattice, backend=None) -> Checkpoint:
 
     # 3. every rank: its block.  Each step ends in the same collectives on every rank (an error on
     # one rank must not leave the others waiting in a collective read or the checksum reduction).
+    # A collective read (LATTICE_HPC_H5_READ=collective; auto on one rank) and the close after it
+    # run inside collective_io: an I/O error there ends the job (status 2).  Independent reads
+    # fail on their own rank and are classified.
     error = None
     f = None
     try:
         f = open_h5(path, "r", comm)
     except _DAMAGE as exc:
         error = classify(exc)
-    opened = comm.allgather(f is not None)
-    if all(opened):
+    _agree_open(comm, f, error and error[1], f"{path}: opening the checkpoint (collective)")
+    if f is not None:  # on every rank (_agree_open)
+        together = _read_mode(f, comm.size) == "collective"
+        d = None
         try:
             d = f["gauge/links"]
-            with _transfer(d, comm.size, read=True):  # straight into the interior of the padded array
-                d.read_direct(host, source_sel=sel, dest_sel=_interior_sel(field))
-            stored_sum = str(f["gauge"].attrs["checksum"])
-            state = json.loads(f["chain"].attrs["state"])
-            config = json.loads(f["chain"].attrs["config"])
-            chash = str(f["chain"].attrs["config_hash"]) or None
-            arrays = {k: np.asarray(v[()]) for k, v in f["chain"].items()}
-            rng = {k: _attr(v) for k, v in f["rng"].attrs.items()}
-            prov = {k: _attr(v) for k, v in f["provenance"].attrs.items()}
-            blobs = {k: bytes(np.asarray(v[()]).tobytes()) for k, v in f["blobs"].items()}
         except _DAMAGE as exc:
             error = classify(exc)
-    if f is not None:
-        try:
-            f.close()
-        except _DAMAGE as exc:
-            error = error or classify(exc)
+        # a collective read needs every rank: all read, or none does
+        if (all(comm.allgather(d is not None)) if together else d is not None):
+            try:
+                with collective_io(comm, f"{path}: reading the field (collective)", os_error_text) \
+                        if together else contextlib.nullcontext():
+                    # straight into the interior of the padded array
+                    with _transfer(d, comm.size, read=True):
+                        d.read_direct(host, source_sel=sel, dest_sel=_interior_sel(field))
+            except _DAMAGE as exc:  # an independent read (a collective one ended the job)
+                error = classify(exc)
+        if error is None:
+            try:
+                stored_sum = str(f["gauge"].attrs["checksum"])
+                state = json.loads(f["chain"].attrs["state"])
+                config = json.loads(f["chain"].attrs["config"])
+                chash = str(f["chain"].attrs["config_hash"]) or None
+                arrays = {k: np.asarray(v[()]) for k, v in f["chain"].items()}
+                rng = {k: _attr(v) for k, v in f["rng"].attrs.items()}
+                prov = {k: _attr(v) for k, v in f["provenance"].attrs.items()}
+                blobs = {k: bytes(np.asarray(v[()]).tobytes()) for k, v in f["blobs"].items()}
+            except _DAMAGE as exc:
+                error = classify(exc)
+        if together:
+            with collective_io(comm, f"{path}: closing after the read (collective)", os_error_text):
+                f.close()
+        else:  # collective too, but every rank reaches it
+            try:
+                f.close()
+            except _DAMAGE as exc:
+                error = error or classify(exc)
     errors = comm.allgather(error)
     if any(e and e[0] == "io" for e in errors):
         raise unreadable(path, [e[1] if e and e[0] == "io" else None for e in errors])
-    if any(errors):
-        raise CheckpointError(next(e[1] for e in errors if e))
+    if any(errors):  # corrupt, if the file reads at the OS level on every rank
+        raise _corrupt(path, comm, next(e[1] for e in errors if e))
     # 4. all ranks: the checksum of the whole field
     checksum = field_checksum(lattice.view(host, 1, None, lead=1), lattice)
     if checksum != stored_sum:
@@ -383,6 +486,17 @@ def _interior_sel(U):
     return (slice(None),) + tuple(slice(h, h + L) for L in reversed(U.lattice.local_dims))
 
 
+def _read_mode(f, nranks: int) -> str | None:
+    """``"collective"`` or ``"independent"``: the MPI-IO mode of dataset reads of the open file
+    ``f`` under the ``mpio`` driver (see :func:`_transfer`); ``None`` under another driver."""
+    if f.driver != "mpio":
+        return None
+    mode = switches.get("LATTICE_HPC_H5_READ")
+    if mode == "auto":
+        mode = "collective" if nranks == 1 else "independent"
+    return mode
+
+
 def _transfer(dset, nranks: int = 1, read: bool = False):
     """MPI-IO transfer mode under the ``mpio`` driver (plain I/O otherwise).
 
@@ -395,9 +509,7 @@ def _transfer(dset, nranks: int = 1, read: bool = False):
     """
     if dset.file.driver != "mpio":
         return contextlib.nullcontext()
-    mode = switches.get("LATTICE_HPC_H5_READ") if read else "collective"
-    if mode == "auto":
-        mode = "collective" if nranks == 1 else "independent"
+    mode = _read_mode(dset.file, nranks) if read else "collective"
     return dset.collective if mode == "collective" else contextlib.nullcontext()
 
 

@@ -8,7 +8,9 @@ Reading is done in three steps, each collective over the job's communicator:
 1. rank 0 reads the header, checks it against the file size, and broadcasts a :class:`FileInfo`
    (or the error, which every rank then raises: the message names the file and the problem);
 2. every rank reads its own block of the data section (:class:`lattice_hpc.comm.fileio.BlockFile`)
-   and computes its part of the file's checksum; the parts are reduced over ranks;
+   and computes its part of the file's checksum; the parts are reduced over ranks.  An I/O error
+   on any rank raises :class:`~lattice_hpc.errors.FormatError` on every rank: ``PATH: could not
+   be read (rank 1: EIO: ...): an I/O error, not a damaged file``;
 3. the field is built, and the checksum and the header's plaquette and link trace are compared
    with the data.  Any mismatch raises :class:`~lattice_hpc.errors.FormatError` on every rank.
 
@@ -17,7 +19,7 @@ onto the target only when complete; an existing target is never replaced unless 
 A target that is a directory (also with ``overwrite``) or whose parent directory does not exist is
 refused before anything is written.  If the write or the final rename fails on any rank, rank 0
 removes the temporary file and every rank raises :class:`~lattice_hpc.errors.FormatError` naming
-the target and the OS error: a failed write leaves nothing behind.
+the target, the rank(s) and the OS error: a failed write leaves nothing behind.
 
 Format modules (``nersc``, ``ildg``, ``milc``, ``openqcd``, ``hdf5``) provide ``probe(path, size)``
 (rank 0, header only) and optionally ``read_block``/``verify``/``write``; the common site-major
@@ -27,16 +29,15 @@ decoded and encoded here.
 
 from __future__ import annotations
 
-import errno
 import os
-import re
 import socket
 from dataclasses import dataclass, field as dc_field
 
 import numpy as np
 
-from ..comm.fileio import BlockFile, file_size
-from ..comm.mpi import MPI
+from ..comm import IO_ERRORS
+from ..comm.fileio import BlockFile, BlockFileError, file_size, os_error_text, per_rank
+from ..comm.fileio import io_errno  # noqa: F401 - re-exported (checkpoint, tests)
 from ..errors import FormatError, LatticeError
 from ..gauge import GaugeField, link_trace, plaquette
 from ..geometry import Lattice
@@ -142,49 +143,9 @@ def on_root(comm, fn, *args):
     return result[1]
 
 
-_ERRNO_IN_TEXT = re.compile(r"errno = (\d+)")
-
-# what a failing write raises: the OS (and h5py, which raises OSError or RuntimeError), MPI-IO
-WRITE_ERRORS = (OSError, RuntimeError) + ((MPI.Exception,) if MPI is not None else ())
-
-
-def io_errno(exc: BaseException) -> int | None:
-    """The OS error number behind ``exc``, or ``None`` if it is not an OS-level error.
-
-    An ``OSError`` raised by the OS carries it in ``errno``; one raised by h5py/HDF5 either does
-    too (``FileNotFoundError``, ...) or names it in its message (``errno = 5, error message =
-    ...``); HDF5's own structural errors (truncated file, bad signature) carry none, or 0.
-    """
-    if not isinstance(exc, OSError):
-        return None
-    if exc.errno:
-        return int(exc.errno)
-    m = _ERRNO_IN_TEXT.search(str(exc))
-    return int(m.group(1)) if m and int(m.group(1)) else None
-
-
-def os_error_text(exc: BaseException) -> str:
-    """``"EIO: Input/output error"``: the symbolic OS error and its text (else ``str(exc)``)."""
-    n = io_errno(exc)
-    if n is None:
-        return str(exc) or type(exc).__name__
-    text = os.strerror(n)
-    extra = " ".join(str(exc.strerror if exc.errno and exc.strerror else exc).split())
-    if extra.startswith(text):  # the OS's own text (plus what a fault injection adds)
-        text = extra
-    elif extra:  # h5py: HDF5's message, on one line
-        text = f"{text} ({extra})"
-    return f"{errno.errorcode.get(n, f'errno {n}')}: {text}"
-
-
-def per_rank(errors) -> str:
-    """``"rank 1: EIO: ...; ranks 0,2: ..."``: the non-empty entries of a rank-ordered list."""
-    groups: dict[str, list[int]] = {}
-    for rank, text in enumerate(errors):
-        if text:
-            groups.setdefault(text, []).append(rank)
-    return "; ".join(f"rank{'s' if len(rs) > 1 else ''} {','.join(map(str, rs))}: {text}"
-                     for text, rs in groups.items())
+# what a failing write raises: the OS, h5py (OSError or RuntimeError), MPI-IO.  ``io_errno``,
+# ``os_error_text`` and ``per_rank`` (lattice_hpc.comm.fileio) name the OS error behind one.
+WRITE_ERRORS = IO_ERRORS
 
 
 def detect_format(path: str) -> str:
@@ -217,11 +178,15 @@ def probe(path: str, fmt: str = "auto") -> FileInfo:
     """Rank 0: the header of ``path`` as a :class:`FileInfo`; raises :class:`FormatError`."""
     if not os.path.isfile(path):
         raise FormatError(f"{path}: no such file")
-    if fmt == "auto":
-        fmt = detect_format(path)
-    if fmt not in FORMATS:
-        raise FormatError(f"{path}: unknown format {fmt!r}; known: {', '.join(FORMATS)}")
-    return _module(fmt).probe(path, file_size(path))
+    try:
+        if fmt == "auto":
+            fmt = detect_format(path)
+        if fmt not in FORMATS:
+            raise FormatError(f"{path}: unknown format {fmt!r}; known: {', '.join(FORMATS)}")
+        return _module(fmt).probe(path, file_size(path))
+    except OSError as exc:  # the header could not be read: name the file and the OS error
+        raise FormatError(f"{path}: could not be read (rank 0: {os_error_text(exc)}): an I/O "
+                          f"error, not a damaged file") from None
 
 
 # -- reading --------------------------------------------------------------------------------------
@@ -236,14 +201,18 @@ def read_gauge(path: str, comm, grid="auto", fmt: str = "auto", backend=None) ->
     lattice = Lattice(info.dims, grid, comm)
     mod = _module(info.format)
     group = get_group(info.group)
-    if hasattr(mod, "read_field"):  # formats with their own layout (openQCD, HDF5)
-        field, checksum = mod.read_field(info, lattice, backend)
-    else:
-        gshape, start, shape = block_geometry(lattice)
-        with BlockFile(lattice.comm, info.path, "r") as fh:
-            raw = fh.read_block(info.data_offset, gshape, start, shape, info.site_bytes)
-        checksum = mod.verify(info, raw, lattice)
-        field = sites_to_field(lattice, group, decode(raw, info), backend)
+    try:
+        if hasattr(mod, "read_field"):  # formats with their own layout (openQCD, HDF5)
+            field, checksum = mod.read_field(info, lattice, backend)
+        else:
+            gshape, start, shape = block_geometry(lattice)
+            with BlockFile(lattice.comm, info.path, "r") as fh:
+                raw = fh.read_block(info.data_offset, gshape, start, shape, info.site_bytes)
+            checksum = mod.verify(info, raw, lattice)
+            field = sites_to_field(lattice, group, decode(raw, info), backend)
+    except BlockFileError as exc:  # raised on every rank
+        raise FormatError(f"{exc}: an I/O error, not a damaged file; rerun once the file system "
+                          f"answers again") from None
     check_header_values(info, field)
     check_group(info, field)
     return GaugeConfig(field, info, checksum)
@@ -366,8 +335,9 @@ def write_sites_file(path: str, field: GaugeField, info: FileInfo, head: bytes, 
         try:
             with BlockFile(comm, tmp, "w") as fh:
                 fh.write_block(len(head), gshape, start, raw)
-        except WRITE_ERRORS as exc:
-            error = os_error_text(exc)
+        except BlockFileError as exc:  # raised on every rank, with every rank's outcome
+            error = exc.errors[comm.rank]
+    # any rank's error: rank 0 removes the temporary file, every rank raises FormatError
     finish_write(comm, tmp, path, error, FormatError)
 
 
@@ -384,13 +354,6 @@ def _fsync(path: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def commit(tmp: str, path: str) -> None:
-    """Rank 0: fsync ``tmp``, rename it onto ``path``, fsync the directory (raises ``OSError``)."""
-    _fsync(tmp)
-    os.replace(tmp, path)
-    _fsync(os.path.dirname(os.path.abspath(path)))
 
 
 def remove_quietly(path: str) -> None:

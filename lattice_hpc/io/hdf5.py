@@ -7,7 +7,10 @@ checksum.
 Errors are :class:`~lattice_hpc.errors.FormatError` (the format API's error) that keep the
 checkpoint's message, so the two kinds stay apart: a corrupt file ("truncated or corrupt",
 "checksum mismatch", ...) and a file that could not be read because of an OS error ("could not be
-read (rank 1: EIO: ...): an I/O error, not a corrupt checkpoint").
+read (rank 1: EIO: ...): an I/O error, not a corrupt checkpoint").  An I/O error inside a
+collective HDF5 call (a collective read or write, the close) raises nothing: it ends the whole job
+with status 2 (:func:`lattice_hpc.comm.collective_io`), and a failed write leaves no temporary
+file.
 """
 
 from __future__ import annotations
