@@ -150,6 +150,22 @@ class Communicator:
                              self.rank if key is None else key)
         return None if sub == MPI.COMM_NULL else Communicator(sub)
 
+    def on_root(self, fn, *args, catch=(Exception,)):
+        """Collective: ``fn(*args)`` on rank 0 only; returns its result on every rank, or raises
+        on every rank the exception it raised (an instance of ``catch``; others propagate on
+        rank 0 alone, to the abort handler).  The result and the exception travel by pickle
+        (``bcast``), so keep them small; the errors of :mod:`lattice_hpc.errors` arrive intact."""
+        res = None
+        if self.rank == 0:
+            try:
+                res = (True, fn(*args))
+            except catch as exc:
+                res = (False, exc)
+        ok, value = self.bcast(res)
+        if not ok:
+            raise value
+        return value
+
     def check_same(self, value, what: str) -> None:
         """Collective: raise :class:`~lattice_hpc.errors.ConfigError` on every rank unless
         ``value`` is equal on all ranks (the command line then exits with status 2).

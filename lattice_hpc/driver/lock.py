@@ -136,17 +136,18 @@ class RunLock:
         """Collective: take the lock or raise ``RunDirLocked`` on every rank."""
         if self._held:
             return
-        res = None
-        if self.comm.rank == 0:
+        def lock():
             try:
                 msg = self._lock()
-                res = ("ok", None) if msg is None else ("err", msg)
             except OSError as exc:
-                res = ("err", f"{self.run_dir}: cannot lock the run directory ({exc})")
-        res = self.comm.bcast(res)
-        if res[0] != "ok":
+                msg = f"{self.run_dir}: cannot lock the run directory ({exc})"
+            if msg is not None:
+                raise RunDirLocked(msg)
+        try:
+            self.comm.on_root(lock, catch=(RunDirLocked,))
+        except RunDirLocked:
             self.info = {}
-            raise RunDirLocked(res[1])
+            raise
         self._held = True
         if self.comm.rank == 0:
             self._thread = threading.Thread(target=self._beat, name="run-dir-lock", daemon=True)
@@ -173,7 +174,7 @@ class RunLock:
     def check(self) -> None:
         """Collective: raise ``RunDirLocked`` on every rank unless the lock is still ours (called
         before each step of a start that renames or writes files of the run directory)."""
-        if not self.comm.bcast(self.held() if self.comm.rank == 0 else None):
+        if not self.comm.on_root(self.held):
             raise RunDirLocked(f"{self.run_dir}: the run directory's lock was taken over by another "
                                "job: stopping at once without writing anything more")
 

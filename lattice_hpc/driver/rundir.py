@@ -41,23 +41,17 @@ class RunDir:
         return os.path.join(self.path, name)
 
     def _on_root(self, fn, *args):
-        """Run ``fn`` on rank 0; its result, or its error raised on every rank."""
-        res = None
-        if self.writer:
+        """Run ``fn`` on rank 0; its result, or its error raised on every rank (an OS error as
+        :class:`~lattice_hpc.errors.CheckpointUnreadable`)."""
+        def guarded():
             try:
-                res = ("ok", fn(*args))
-            except (ConfigError, CheckpointUnreadable) as exc:
-                res = (type(exc).__name__, str(exc))
+                return fn(*args)
             except OSError as exc:
-                res = ("CheckpointUnreadable", f"{getattr(exc, 'filename', None) or self.path}: "
-                       f"could not be read or written ({exc.strerror or exc}); nothing was changed: "
-                       "run again once the file system answers")
-        res = self.comm.bcast(res)
-        if res[0] == "ConfigError":
-            raise ConfigError(res[1])
-        if res[0] == "CheckpointUnreadable":
-            raise CheckpointUnreadable(res[1])
-        return res[1]
+                raise CheckpointUnreadable(
+                    f"{getattr(exc, 'filename', None) or self.path}: could not be read or written "
+                    f"({exc.strerror or exc}); nothing was changed: run again once the file system "
+                    "answers") from None
+        return self.comm.on_root(guarded, catch=(ConfigError, CheckpointUnreadable))
 
     def previous(self) -> dict | None:
         """Collective: the saved ``config.json`` of an earlier segment, or ``None``."""

@@ -158,7 +158,7 @@ def _has_checkpoints(run_dir: str, comm) -> bool:
             return any(n.startswith("ckpt_") for n in os.listdir(os.path.join(run_dir, "checkpoints")))
         except OSError:
             return False
-    return comm.bcast(peek() if comm.rank == 0 else None)
+    return comm.on_root(peek)
 
 
 def _refuse_changes(run_dir: str, source: str, old: dict, new: dict) -> None:

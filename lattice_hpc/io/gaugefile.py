@@ -128,19 +128,16 @@ def host_words(raw: np.ndarray, info: FileInfo) -> np.ndarray:
 
 # -- collective helpers ---------------------------------------------------------------------------
 def on_root(comm, fn, *args):
-    """Collective: run ``fn`` on rank 0 and broadcast its result, or raise its error on every rank."""
-    result = None
-    if comm.rank == 0:
+    """Collective: run ``fn`` on rank 0 and broadcast its result, or raise its error on every rank
+    (as a :class:`FormatError`: an input error or an OS error of the file)."""
+    def guarded():
         try:
-            result = ("ok", fn(*args))
+            return fn(*args)
         except LatticeError as exc:
-            result = ("err", str(exc))
+            raise FormatError(str(exc)) from None
         except OSError as exc:
-            result = ("err", f"{getattr(exc, 'filename', None) or ''}: {exc.strerror or exc}")
-    result = comm.bcast(result)
-    if result[0] == "err":
-        raise FormatError(result[1])
-    return result[1]
+            raise FormatError(f"{getattr(exc, 'filename', None) or ''}: {exc.strerror or exc}") from None
+    return comm.on_root(guarded, catch=(FormatError,))
 
 
 # what a failing write raises: the OS, h5py (OSError or RuntimeError), MPI-IO.  ``io_errno``,
