@@ -75,6 +75,31 @@ log_every = {log}
 """
 
 
+
+# A short quenched SU(3) job (4^4, beta = 5.7, checkpoints every 2 steps, the newest 5 kept):
+# {start}, {measure}, {heatbath}, {overrelax} and the run directory {dir}.
+SU3_QUENCHED_JOB = """
+[job]
+name = "q"
+[lattice]
+dims = [4, 4, 4, 4]
+[action]
+beta = 5.7
+[update]
+start = "{start}"
+thermalize = 0
+measure = {measure}
+heatbath = {heatbath}
+overrelax = {overrelax}
+seed = 7
+[checkpoint]
+every = 2
+keep = 5
+[output]
+dir = "{dir}"
+"""
+
+
 def flip_link_byte(path, bit=0x10):
     """Flip one bit in the middle of the gauge links dataset of a checkpoint (found through
     h5py's storage offset): a corrupt checkpoint whose HDF5 structure is intact."""

@@ -36,32 +36,15 @@ import time
 
 import pytest
 
+from helpers import SU3_QUENCHED_JOB
+
 DATA = os.path.join(os.path.dirname(__file__), "data")
 NERSC = os.path.join(DATA, "chroma_4x4x4x4.nersc")
 SHIM_SOURCE = os.path.join(os.path.dirname(__file__), "eio_shim.c")
 LIMIT = 30.0  # seconds: every case must end well within this (a hang runs into TIMEOUT)
 TIMEOUT = 60.0
 
-JOB = """
-[job]
-name = "q"
-[lattice]
-dims = [4, 4, 4, 4]
-[action]
-beta = 5.7
-[update]
-start = "{start}"
-thermalize = 0
-measure = 4
-heatbath = 1
-overrelax = 1
-seed = 7
-[checkpoint]
-every = 2
-keep = 5
-[output]
-dir = "{dir}"
-"""
+JOB = SU3_QUENCHED_JOB.replace("{measure}", "4").replace("{heatbath}", "1").replace("{overrelax}", "1")
 
 
 def cli(args, np=None, env=None, timeout=TIMEOUT):

@@ -26,7 +26,7 @@ import time
 import numpy as np
 import pytest
 
-from helpers import final_field as _final, run_cli, run_records as records, untimed
+from helpers import SU3_QUENCHED_JOB, final_field as _final, run_cli, run_records as records, untimed
 
 
 def final_field(run_dir):
@@ -35,26 +35,7 @@ def final_field(run_dir):
 
 DATA = os.path.join(os.path.dirname(__file__), "data")
 
-QUENCHED = """
-[job]
-name = "q"
-[lattice]
-dims = [4, 4, 4, 4]
-[action]
-beta = 5.7
-[update]
-start = "{start}"
-thermalize = 0
-measure = {measure}
-heatbath = {heatbath}
-overrelax = {overrelax}
-seed = 7
-[checkpoint]
-every = 2
-keep = 5
-[output]
-dir = "{dir}"
-"""
+QUENCHED = SU3_QUENCHED_JOB
 
 HMC = """
 [job]
