@@ -4,7 +4,7 @@ Physics code reaches other ranks only through the objects defined here, at docum
 
 - :mod:`.mpi`   -- :class:`Communicator` (reductions, broadcasts, gathers, split; a single-process
   stand-in when mpi4py is absent), :func:`world`, the abort-on-exception hook,
-  :func:`collective_io` (``Communicator.fatal_io``: an I/O error inside a collective HDF5/MPI-IO
+  :func:`collective_io` (an I/O error inside a collective HDF5/MPI-IO
   call ends the whole job with status 2) and ``IO_ERRORS``, the exception types of a failed I/O
   call (OS, h5py, MPI-IO), so that the I/O layer never touches MPI objects.
 - :mod:`.fileio` -- :class:`~.fileio.BlockFile` (raw formats, every rank its block; an I/O error

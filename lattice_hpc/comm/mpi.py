@@ -22,7 +22,7 @@ with that exit status.  A serial child process started by a rank must not inheri
 variables (remove ``PMI_*``, ``OMPI_*``, ``PMIX_*``, ``PALS_*``, ``SLURM_STEP_*`` from its
 environment).
 
-I/O errors inside a collective operation (:func:`collective_io`, :meth:`Communicator.fatal_io`):
+I/O errors inside a collective operation (:func:`collective_io`):
 after an exception inside a collective HDF5 or MPI-IO call (a collective dataset write or read,
 the metadata writes of a parallel HDF5 file, ``H5Fclose``) the library's state is undefined and
 the other ranks may be waiting inside the collective for the rank that failed: there is no safe
@@ -175,10 +175,6 @@ class Communicator:
         values = self.allgather(value)
         if any(v != values[0] for v in values):
             raise ConfigError(f"{what} differs between ranks: {values}")
-
-    def fatal_io(self, what: str, describe=None, cleanup=None):
-        """Context manager: :func:`collective_io` over this communicator."""
-        return collective_io(self, what, describe, cleanup)
 
     def abort(self, code: int = 1) -> None:
         """End the whole job now (``MPI_Abort`` on COMM_WORLD); on one process, ``os._exit``."""

@@ -77,12 +77,12 @@ from dataclasses import dataclass, field as dc_field
 import numpy as np
 
 from .. import faults, switches
-from ..comm import collective_io, fatal_io_error
+from ..comm import IO_ERRORS, collective_io, fatal_io_error
 from ..comm.fileio import open_h5
 from ..errors import CheckpointError, CheckpointUnreadable, FormatError, LatticeError
 from ..groups import get_group
 from .checksums import lattice_checksum_partial, record_keys, reduce_sum64
-from .gaugefile import WRITE_ERRORS, check_target, finish_write, io_errno, on_root, os_error_text, \
+from .gaugefile import check_target, finish_write, io_errno, on_root, os_error_text, \
     per_rank, remove_quietly, temporary_name
 from .sites import block_geometry
 from ..backend import Backend
@@ -173,7 +173,7 @@ def write_checkpoint(path: str, ckpt: Checkpoint, overwrite: bool = False) -> st
     try:
         try:
             f = open_h5(tmp, "w", comm)
-        except WRITE_ERRORS as exc:
+        except IO_ERRORS as exc:
             error = os_error_text(exc)
         _agree_open(comm, f, error, f"{path}: creating the checkpoint (collective)", tmp)
         if f is not None:
@@ -192,7 +192,7 @@ def write_checkpoint(path: str, ckpt: Checkpoint, overwrite: bool = False) -> st
                         else:  # the interior of the padded array: HDF5 gathers it (no copy here)
                             d.write_direct(pad, source_sel=_interior_sel(U), dest_sel=sel)
                 faults.point("checkpoint-write")  # a Python-level error: handled below
-            except WRITE_ERRORS as exc:
+            except IO_ERRORS as exc:
                 error = os_error_text(exc)
         # an error on one rank stops every rank here, before the metadata writes (collective
         # under mpio), so that none is left alone in them
@@ -556,18 +556,15 @@ class CheckpointStore:
 
         Raises :class:`~lattice_hpc.errors.CheckpointUnreadable` on every rank if the directory
         exists but cannot be listed (an OS error other than "does not exist")."""
-        out = None
-        if self.comm.rank == 0:
+        def listing():
             try:
-                out = ("ok", self._list())
+                return self._list()
             except OSError as exc:
-                out = ("io", os_error_text(exc))
-        kind, value = self.comm.bcast(out)
-        if kind == "io":
-            raise CheckpointUnreadable(
-                f"{self.dir}: the checkpoint directory could not be listed (rank 0: {value}): an "
-                f"I/O error; nothing was renamed or discarded: rerun the job once it is readable")
-        return value
+                raise CheckpointUnreadable(
+                    f"{self.dir}: the checkpoint directory could not be listed (rank 0: "
+                    f"{os_error_text(exc)}): an I/O error; nothing was renamed or discarded: rerun "
+                    "the job once it is readable") from None
+        return self.comm.on_root(listing, catch=(CheckpointUnreadable,))
 
     def _warn(self, msg, *args) -> None:
         if self.log:
@@ -576,15 +573,13 @@ class CheckpointStore:
     def save(self, step: int, ckpt: Checkpoint) -> str:
         """Collective: write checkpoint ``step`` (atomically), then drop all but the newest ``keep``."""
         path = self.path(step)
-        made = None
-        if self.comm.rank == 0:
+        def makedir():
             try:
                 os.makedirs(self.dir, exist_ok=True)
             except OSError as exc:
-                made = f"{self.dir}: cannot create the checkpoint directory ({os_error_text(exc)})"
-        made = self.comm.bcast(made)
-        if made:
-            raise CheckpointError(made)
+                raise CheckpointError(f"{self.dir}: cannot create the checkpoint directory "
+                                      f"({os_error_text(exc)})") from None
+        self.comm.on_root(makedir, catch=(CheckpointError,))
         checksum = write_checkpoint(path, ckpt, overwrite=True)
         if self.comm.rank == 0:
             try:

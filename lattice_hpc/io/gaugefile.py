@@ -35,7 +35,6 @@ from dataclasses import dataclass, field as dc_field
 
 import numpy as np
 
-from ..comm import IO_ERRORS
 from ..comm.fileio import BlockFile, BlockFileError, file_size, os_error_text, per_rank
 from ..comm.fileio import io_errno  # noqa: F401 - re-exported (checkpoint, tests)
 from ..errors import FormatError, LatticeError
@@ -140,9 +139,6 @@ def on_root(comm, fn, *args):
     return comm.on_root(guarded, catch=(FormatError,))
 
 
-# what a failing write raises: the OS, h5py (OSError or RuntimeError), MPI-IO.  ``io_errno``,
-# ``os_error_text`` and ``per_rank`` (lattice_hpc.comm.fileio) name the OS error behind one.
-WRITE_ERRORS = IO_ERRORS
 
 
 def detect_format(path: str) -> str:
