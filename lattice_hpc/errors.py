@@ -46,3 +46,8 @@ class ChainError(LatticeError):
     """A Markov chain cannot go on (a solver that fails inside a step): the message names the
     step; the last checkpoint stays valid.  (A trajectory with a non-finite ``dH`` is not an
     error: it is rejected and recorded with ``"nonfinite": true``.)"""
+
+
+class FlowError(LatticeError):
+    """A normalizing flow cannot go on: a non-finite loss, gradient or log-weight (the step is not
+    applied), or a model file that does not fit the job (names the file and the mismatch)."""

@@ -3,7 +3,7 @@
 # step that is already done.  Used by `make run`, `make test` and `.ci/run`.
 #
 #   MPICH + MPI-enabled HDF5 (Debian packages) -> mpi4py (built against that MPICH)
-#   -> h5py built with HDF5_MPI=ON (about 7 minutes) -> torch (CPU) -> this package, editable.
+#   -> h5py built with HDF5_MPI=ON (about 7 minutes) -> torch (CPU) -> matplotlib -> this package, editable.
 #
 # Environment: PYTHON (default python3), LATTICE_HPC_SKIP_TORCH=1 to leave torch out.
 set -euo pipefail
@@ -64,7 +64,15 @@ else
   pip_install "torch==2.13.0"
 fi
 
-# 5. This package, editable, with its test extras.
+# 5. matplotlib (the training plots of the flows).
+if has "import matplotlib"; then
+  log "matplotlib present"
+else
+  log "installing matplotlib"
+  pip_install "matplotlib>=3.7"
+fi
+
+# 6. This package, editable, with its test extras.
 if has "import lattice_hpc, pytest_mpi, os; assert os.path.samefile(os.path.dirname(lattice_hpc.__file__), '$here/lattice_hpc')"; then
   log "lattice_hpc (editable) present"
 else

@@ -4,14 +4,15 @@
 resumed segment continues the uninterrupted chain):
 
 1. ``rec = job.step(n, m)`` with ``m`` the global measurement index of step ``n``
-   (:class:`.jobtype.Schedule`); a solver that fails inside it stops the chain with a
-   :class:`~lattice_hpc.errors.ChainError` naming the step (the last checkpoint stays valid);
+   (:class:`.jobtype.Schedule`); a solver that fails inside it, or a flow whose loss, gradient
+   or log-weight is not finite, stops the chain with a :class:`~lattice_hpc.errors.ChainError`
+   naming the step (the last checkpoint stays valid);
 2. the collective stop check, after the step and before anything of it is written
    (SIGTERM/SIGUSR1, ``job.max_seconds``, a run-directory lock taken over by another job): a
    lost lock stops at once, writing nothing more; a clean stop ends the segment after 4.;
 3. the record of a measured step is appended to ``records.jsonl``;
 4. a checkpoint every ``checkpoint.every`` steps, at the end, and at a clean stop (field,
-   ``job.state()``, step, record count).
+   ``job.state()``, ``job.arrays()``, step, record count).
 
 Records appended after the newest checkpoint are set aside on resume and recomputed
 (:mod:`.rundir`), so the records of a run cut into any number of segments, by clean stops or by
@@ -24,7 +25,7 @@ import time
 
 from .. import faults
 from ..analysis import mean_and_error
-from ..errors import ChainError
+from ..errors import ChainError, FlowError
 from ..solvers import SolverError
 from .jobtype import Schedule
 
@@ -40,12 +41,14 @@ def run_chain(job, sched: Schedule, first: int, rundir, ckpt, stopper, log) -> d
         m = sched.measurement(step)
         try:
             rec = job.step(step, m)
-        except SolverError as exc:
+        except (SolverError, FlowError) as exc:
             last = saved or (ckpt.resumed.path if ckpt.resumed else None)
             raise ChainError(f"{unit} {step}: {exc}. The chain stops here; "
                              f"{'the last checkpoint ' + last + ' is intact' if last else 'no checkpoint was written yet'}"
-                             " (a solver failure usually means kappa is beyond its critical value, "
-                             "or the solver tolerance or iteration limit is too strict)") from exc
+                             + ("" if isinstance(exc, FlowError) else
+                                " (a solver failure usually means kappa is beyond its critical "
+                                "value, or the solver tolerance or iteration limit is too strict)")
+                             ) from exc
         faults.point("step")
         now = time.perf_counter() - t0
         # collective, before anything of this step is written: a lost lock raises here
@@ -59,10 +62,11 @@ def run_chain(job, sched: Schedule, first: int, rundir, ckpt, stopper, log) -> d
                      " (thermalizing)" if step <= sched.thermalize else "", job.progress(step - 1, rec),
                      per, unit, hms(per * (total - step)))
         if ckpt.due(step) or step == total:
-            saved = ckpt.save(step, job.field, {**job.state(), "records": rundir.count})
+            saved = ckpt.save(step, job.field, {**job.state(), "records": rundir.count}, job.arrays())
         if reason and step < total:
             if saved is None or not saved.endswith(f"{step:08d}.h5"):
-                saved = ckpt.save(step, job.field, {**job.state(), "records": rundir.count})
+                saved = ckpt.save(step, job.field, {**job.state(), "records": rundir.count},
+                                  job.arrays())
             log.warning("stopping at %s %d/%d (%s); run the same command again to continue",
                         unit, step, total, reason)
             break
@@ -71,6 +75,7 @@ def run_chain(job, sched: Schedule, first: int, rundir, ckpt, stopper, log) -> d
     records = rundir.read_records()
     seconds = time.perf_counter() - t0
     summary = summarise(records, job.observables)
+    summary.update(job.summary(records))
     summary.update({units: step, f"{units}_target": total, "complete": step >= total,
                     "measurements": len(records), f"{units}_this_segment": step - first,
                     "seconds": round(seconds, 3),

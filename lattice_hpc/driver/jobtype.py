@@ -99,8 +99,23 @@ class JobType(abc.ABC):
         """Collective: step ``n`` of the chain; ``m`` is its global measurement index (``None``:
         not measured).  Returns the record of a measured step (a JSON-ready dict)."""
 
+    @classmethod
+    def schedule(cls, cfg: dict) -> Schedule:
+        """Which steps are measured (default: ``update.thermalize``, ``measure``, ``measure_every``)."""
+        up = cfg["update"]
+        return Schedule(up["thermalize"], up["measure"], up["measure_every"])
+
     def state(self) -> dict:
         """What a checkpoint must hold besides the field, the step and the record count."""
+        return {}
+
+    def arrays(self) -> dict:
+        """Named NumPy arrays a checkpoint must hold besides the field (e.g. model weights)."""
+        return {}
+
+    def summary(self, records: list) -> dict:
+        """Entries the summary adds to the ``[mean, error]`` of the observables (e.g. a
+        reweighting's effective sample size)."""
         return {}
 
     def progress(self, n: int, rec: dict | None) -> str:

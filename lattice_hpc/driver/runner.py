@@ -40,7 +40,6 @@ from ..log import get_logger
 from ..rng import CounterRNG
 from .chain import run_chain
 from .config import chain_changes, config_hash, load_config
-from .jobtype import Schedule
 from .jobtypes import JOB_TYPES
 from .lock import RunLock
 from .rundir import RunDir
@@ -138,8 +137,7 @@ def _run_locked(cfg, job_type, run_dir, lattice, chash, backend, lock, log):
     log.info("job %s (%s): lattice %s on grid %s (%d ranks), local %s, run dir %s", cfg["job"]["name"],
              job_type.name, ",".join(map(str, lattice.dims)), ",".join(map(str, lattice.grid.dims)),
              comm.size, ",".join(map(str, lattice.local_dims)), run_dir)
-    up = cfg["update"]
-    sched = Schedule(up["thermalize"], up["measure"], up["measure_every"])
+    sched = job_type.schedule(cfg)
     stopper = StopControl(comm, cfg["job"]["max_seconds"], lock)
     try:
         summary = run_chain(job, sched, first, rundir, Checkpointing(store, cfg, chash, meta, resumed),

@@ -1,0 +1,338 @@
+"""Job type ``flow``: train a gauge-equivariant normalizing flow, then sample exactly with it.
+
+Steps ``0 .. train.steps-1`` of the chain are training steps (reverse-KL self-training,
+:mod:`lattice_hpc.flows.train`); the following steps are proposals of an independence
+Metropolis chain with the flow as the proposal (:mod:`lattice_hpc.flows.mcmc`):
+``sample.thermalize`` of them, then ``sample.measure`` measured ones (every
+``sample.every``-th).  Both phases run in the driver's one step loop (:mod:`.chain`), so they
+checkpoint, stop cleanly and resume like every job type: a checkpoint holds the chain's current
+field, the weights and the Adam state (named datasets, no pickle), the training history, the
+current ``log w`` and observables, and the step; a run killed at any point resumes bit for bit
+on the same process grid.
+
+Records (one per measured proposal): ``step``, ``proposal``, ``accepted``, ``log_w`` (of the
+proposal, ``log p - log q`` up to ``log Z``), and the observables of the chain's current field:
+``plaquette`` (and its spatial/temporal parts), for 2D U(1) ``topological_charge`` and
+``topological_charge_sq``.  The summary adds ``ess``: the effective sample size per proposal of
+the reweighting, ``(sum w)^2 / (N sum w^2)``, with a jackknife error.
+
+Files in the run directory besides the driver's: ``model.h5`` (the trained flow,
+:mod:`lattice_hpc.flows.modelfile`; ``flow.model = RUN_DIR/model.h5`` reuses it in another job),
+``training.json`` and ``training.png`` (the history of loss, ESS and acceptance estimate), written
+when training ends and at every checkpoint during training.
+
+Keys (beyond :data:`.config.COMMON`), defaults in brackets::
+
+    [flow]   layers [16] (coupling layers; 4*ndim change every link once), kernel ["spline"]
+             (U(1): spline | ncp), bins [8], hidden [[16, 16]], kernel_size [3],
+             model [""] (a model file to start from; it must fit group, lattice and architecture)
+    [train]  steps [1000], batch [64], lr [1e-3], warmup [0], halflife [0.0] (steps in which the
+             learning rate halves; 0: constant), clip [0.0] (gradient-norm clipping; 0: off),
+             seed [1] (weight initialisation and the training prior draws)
+    [sample] thermalize [0], measure [1000], every [1], batch [64] (proposals made at once),
+             seed [2] (proposals and accept/reject)
+
+``update.*`` keys do not apply (except ``update.start``, the field checkpointed before the first
+proposal).  The flow runs on the backend's device (``backend.name = "cupy"`` puts it on CUDA) in
+``backend.precision``; the Metropolis step is always float64.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+
+import numpy as np
+
+from ..errors import ConfigError, FlowError
+from ..groups import get_group
+from ..rng import CounterRNG
+from .config import Key
+from .jobtype import JobType, Schedule
+
+ARCH = ("layers", "kernel", "bins", "hidden", "kernel_size")
+
+
+class FlowJob(JobType):
+    name = "flow"
+    unit = ("step", "steps")
+    schema = {
+        "flow": {"layers": Key(16, int, ">=1"), "kernel": Key("spline", str, ("spline", "ncp")),
+                 "bins": Key(8, int, ">=1"), "hidden": Key([16, 16], list),
+                 "kernel_size": Key(3, int, ">=1"), "model": Key("", str)},
+        "train": {"steps": Key(1000, int, ">=0"), "batch": Key(64, int, ">=1"),
+                  "lr": Key(1e-3, float, ">0"), "warmup": Key(0, int, ">=0"),
+                  "halflife": Key(0.0, float, ">=0"), "clip": Key(0.0, float, ">=0"),
+                  "seed": Key(1, int, ">=0")},
+        "sample": {"thermalize": Key(0, int, ">=0"), "measure": Key(1000, int, ">=1"),
+                   "every": Key(1, int, ">=1"), "batch": Key(64, int, ">=1"),
+                   "seed": Key(2, int, ">=0")},
+    }
+    chain_keys = {"flow": ARCH + ("model",),
+                  "train": ("steps", "batch", "lr", "warmup", "halflife", "clip", "seed"),
+                  "sample": ("thermalize", "every", "seed")}
+    observables = ("accepted", "log_w", "plaquette", "plaquette_spatial", "plaquette_temporal",
+                   "topological_charge", "topological_charge_sq")
+
+    @classmethod
+    def check(cls, cfg: dict, source: str) -> None:
+        from ..flows.masks import check_tiling, layer_masks
+
+        f = cfg["flow"]
+        group, nd = cfg["action"]["group"], len(cfg["lattice"]["dims"])
+        if group not in ("U1", "SU2", "SU3"):
+            raise ConfigError(f"{source}: action.group = {group!r}: flows exist for U1, SU2 and SU3")
+        if nd not in (2, 4):
+            raise ConfigError(f"{source}: lattice.dims: flows run on 2D or 4D lattices, not {nd}D")
+        if f["kernel_size"] % 2 != 1:
+            raise ConfigError(f"{source}: flow.kernel_size = {f['kernel_size']} must be odd")
+        if f["kernel"] == "ncp" and group != "U1":
+            raise ConfigError(f"{source}: flow.kernel = 'ncp' is a U(1) kernel; SU(N) flows use "
+                              "spline")
+        if not all(isinstance(h, int) and not isinstance(h, bool) and h >= 1 for h in f["hidden"]):
+            raise ConfigError(f"{source}: flow.hidden = {f['hidden']!r} must be a list of positive "
+                              "integers (channels of the hidden convolutions)")
+        try:
+            check_tiling(cfg["lattice"]["dims"], layer_masks(nd, f["layers"]))
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
+
+    @classmethod
+    def schedule(cls, cfg: dict) -> Schedule:
+        s = cfg["sample"]
+        return Schedule(cfg["train"]["steps"] + s["thermalize"], s["measure"], s["every"])
+
+    # -- set up -----------------------------------------------------------------------------------
+    def _setup(self):
+        import torch
+
+        from ..comm import self_comm
+        from ..flows.geometry import FlowLattice
+        from ..flows.mcmc import IndependenceMetropolis
+        from ..flows.model import GaugeFlow
+        from ..flows.train import Parallel, Trainer
+
+        cfg = self.cfg
+        torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1") or 1)))
+        device = "cuda" if self.backend.name == "cupy" else "cpu"
+        self.group = get_group(cfg["action"]["group"])
+        self.beta = cfg["action"]["beta"]
+        self.fl = FlowLattice(self.lattice, device, cfg["backend"]["precision"])
+        self.arch = {"group": cfg["action"]["group"], "dims": list(cfg["lattice"]["dims"]),
+                     **{k: cfg["flow"][k] for k in ARCH}}
+        self.flow = GaugeFlow(self.fl, self.arch, cfg["train"]["seed"])
+        self.par = Parallel(self.lattice.comm, self.lattice.comm, self_comm())
+        t = cfg["train"]
+        self.trainer = Trainer(self.flow, self.group, self.beta, CounterRNG(t["seed"]), self.par,
+                               t["batch"], t["lr"], t["warmup"], t["halflife"], t["clip"])
+        self.metro = IndependenceMetropolis(CounterRNG(cfg["sample"]["seed"]))
+        self.train_steps = t["steps"]
+        self.history: dict[str, list] = {k: [] for k in ("loss", "ess", "acceptance_estimate",
+                                                         "grad_norm", "lr", "seconds")}
+        self.current = None  # torch tensor of the chain's field (sampling phase)
+        self.current_obs: dict = {}
+        self._batch = (None, None)
+        self.run_dir = cfg["output"]["dir"].replace("{name}", cfg["job"]["name"])
+        self.t0 = time.perf_counter()
+
+    def start(self, field) -> None:
+        self._setup()
+        self.field = field
+        if self.cfg["flow"]["model"]:
+            self._load_model(self.cfg["flow"]["model"])
+        if self.train_steps == 0:
+            self._finish_training()
+
+    def resume(self, ckpt) -> None:
+        self._setup()
+        self.field = ckpt.field
+        st = ckpt.state
+        self.trainer.load_arrays(ckpt.arrays)
+        for k in self.history:
+            if f"history:{k}" in ckpt.arrays:
+                self.history[k] = [float(v) for v in ckpt.arrays[f"history:{k}"]]
+        if st.get("log_w") is not None:
+            self.metro.log_w = float(st["log_w"])
+            self.current_obs = dict(st["current"])
+            self.current = self._tensor_of(ckpt.field)
+            self._field_of = self.current
+
+    def _load_model(self, path: str) -> None:
+        import torch
+
+        from ..flows.modelfile import check_architecture, read_model
+
+        arch, weights, _ = read_model(path, self.lattice.comm)
+        check_architecture(path, arch, self.arch)
+        try:
+            self.flow.load_state_dict({k: torch.as_tensor(v) for k, v in weights.items()})
+        except RuntimeError as exc:
+            raise FlowError(f"flow.model = {path}: its weights do not fit the architecture "
+                            f"({str(exc).splitlines()[0]})") from None
+
+    # -- fields between the driver (GaugeField) and the flow (torch) --------------------------------
+    def _tensor_of(self, field):
+        import torch
+
+        links = field.backend.asnumpy(field.interior())
+        if self.group.N == 1:
+            arr = np.angle(links[..., 0, 0])
+            return torch.as_tensor(arr).to(self.fl.device, self.fl.real)
+        return torch.as_tensor(links).to(self.fl.device, self.fl.complex)
+
+    @property
+    def field(self):
+        if self.current is not None and self._field_of is not self.current:
+            U = self.current.detach().cpu().numpy()
+            links = np.exp(1j * U.astype(np.float64))[..., None, None] if self.group.N == 1 else U
+            self._field.set_interior(self._field.backend.asarray(links.astype(np.complex128)))
+            self._field_of = self.current
+        return self._field
+
+    @field.setter
+    def field(self, value):
+        self._field, self._field_of = value, None
+
+    # -- steps ------------------------------------------------------------------------------------
+    def step(self, n: int, m: int | None) -> dict | None:
+        if n < self.train_steps:
+            d = self.trainer.step(n)
+            for k in self.history:
+                self.history[k].append(d.get(k, round(time.perf_counter() - self.t0, 4)))
+            self._last = d
+            if n == self.train_steps - 1:
+                self._finish_training()
+            return None
+        return self._sample(n - self.train_steps, n, m)
+
+    def _finish_training(self) -> None:
+        from ..flows.modelfile import write_model
+
+        write_model(os.path.join(self.run_dir, "model.h5"), self.flow, self.lattice.comm,
+                    {"beta": self.beta, "train_steps": len(self.history["loss"]),
+                     "precision": self.fl.precision})
+        self._write_history()
+
+    def _sample(self, i: int, n: int, m: int | None) -> dict | None:
+        import torch
+
+        from ..flows.mcmc import log_weights, observables
+        from ..flows.prior import haar_sample
+
+        B = self.cfg["sample"]["batch"]
+        j = i // B
+        if self._batch[0] != j:
+            with torch.no_grad():
+                z = haar_sample(self.fl, self.group, self.metro.rng, ("flow-sample",),
+                                range(j * B, (j + 1) * B))
+                U, log_q = self.flow.sample(z)
+            lw = log_weights(self.fl, self.group, U, log_q, self.beta)
+            obs = observables(self.fl, self.group, U)
+            self._batch = (j, (U, lw, obs))
+        U, lw, obs = self._batch[1]
+        k = i - j * B
+        accepted = self.metro.step(i, float(lw[k]))
+        if accepted:
+            self.current = U[k].clone()
+            self.current_obs = {name: float(v[k]) for name, v in obs.items()}
+        self._last = {"accepted": accepted, "log_w": float(lw[k])}
+        if m is None:
+            return None
+        return {"step": n, "proposal": i, "accepted": bool(accepted), "log_w": float(lw[k]),
+                "seconds": round(time.perf_counter() - self.t0, 4), **self.current_obs}
+
+    # -- checkpointed state -------------------------------------------------------------------------
+    def state(self) -> dict:
+        if len(self.history["loss"]) and self.current is None:
+            self._write_history()
+        return {"log_w": self.metro.log_w, "current": self.current_obs,
+                "trained": len(self.history["loss"])}
+
+    def arrays(self) -> dict:
+        out = self.trainer.arrays()
+        for k, v in self.history.items():
+            out[f"history:{k}"] = np.asarray(v, dtype=np.float64)
+        return out
+
+    def summary(self, records) -> dict:
+        lw = np.array([r["log_w"] for r in records if "log_w" in r], dtype=np.float64)
+        out = {}
+        if len(lw) >= 2:
+            out["ess"] = ess_and_error(lw)
+        if self.history["loss"]:
+            tail = self.history["loss"][-min(50, len(self.history["loss"])):]
+            out["train_loss_last"] = float(np.mean(tail))
+            out["train_steps_done"] = len(self.history["loss"])
+        return out
+
+    def progress(self, n: int, rec: dict | None) -> str:
+        d = getattr(self, "_last", None) or {}
+        if n < self.train_steps:
+            return (f"train loss {d.get('loss', float('nan')):.4f}  ESS {d.get('ess', float('nan')):.3f}"
+                    f"  acc~ {d.get('acceptance_estimate', float('nan')):.3f}  lr {d.get('lr', 0):.2e}")
+        return (f"sample {'accept' if d.get('accepted') else 'reject'}  log_w {d.get('log_w', 0):.3f}"
+                f"  plaquette {self.current_obs.get('plaquette', float('nan')):.6f}")
+
+    # -- the training history (rank 0 writes) --------------------------------------------------------
+    def _write_history(self) -> None:
+        if self.lattice.comm.rank != 0 or not self.history["loss"]:
+            return
+        path = os.path.join(self.run_dir, "training.json")
+        tmp = path + ".tmp"
+        with open(tmp, "w") as fh:
+            json.dump(self.history, fh)
+        os.replace(tmp, path)
+        try:
+            plot_history(self.history, os.path.join(self.run_dir, "training.png"),
+                         f"{self.arch['group']} {'x'.join(map(str, self.arch['dims']))} "
+                         f"beta={self.beta}")
+        except ImportError:
+            self.log.warning("matplotlib is not installed: no training.png")
+
+
+def ess_and_error(log_w: np.ndarray, bins: int = 20) -> list:
+    """``[ESS per sample, jackknife error]`` of the reweighting with weights ``exp(log_w)``."""
+    lw = log_w - log_w.max()
+    w = np.exp(lw)
+
+    def ess(x):
+        return float(x.sum() ** 2 / (len(x) * (x * x).sum()))
+
+    n = len(w)
+    nb = min(bins, n)
+    edges = np.linspace(0, n, nb + 1).astype(int)
+    jk = np.array([ess(np.concatenate([w[:a], w[b:]])) for a, b in zip(edges[:-1], edges[1:])])
+    err = math.sqrt((nb - 1) / nb * ((jk - jk.mean()) ** 2).sum())
+    return [ess(w), err]
+
+
+def plot_history(history: dict, path: str, title: str) -> None:
+    """A PNG of the training history: loss, ESS and the acceptance estimate against the step."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = np.arange(len(history["loss"]))
+    fig, ax = plt.subplots(1, 2, figsize=(10, 4))
+    loss = np.asarray(history["loss"])
+    ax[0].plot(steps, loss, lw=0.5, color="0.6", label="batch")
+    if len(loss) >= 20:
+        k = max(len(loss) // 50, 5)
+        ax[0].plot(steps[k - 1:], np.convolve(loss, np.ones(k) / k, "valid"), label=f"mean of {k}")
+    ax[0].set_xlabel("training step")
+    ax[0].set_ylabel("loss = E[log q + S]")
+    ax[0].legend()
+    ax[1].plot(steps, history["ess"], lw=0.5, label="ESS per sample")
+    ax[1].plot(steps, history["acceptance_estimate"], lw=0.5, label="acceptance estimate")
+    ax[1].set_ylim(0, 1)
+    ax[1].set_xlabel("training step")
+    ax[1].legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    tmp = path + ".tmp.png"
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)

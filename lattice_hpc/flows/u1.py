@@ -1,0 +1,77 @@
+"""U(1) plaquette coupling layer (Kanwar et al., arXiv 2003.06413; tutorial arXiv 2101.08176).
+
+With the stripes of :mod:`.masks`, the active link ``theta_mu(x)`` enters its own loop
+``theta_W(x) = theta_mu(x) + theta_nu(x+mu) - theta_mu(x+nu) - theta_nu(x)`` and no other active
+link does, so the layer transforms the angle of that loop with a bijection ``h`` of the circle,
+conditioned on the frozen plaquettes (a :class:`.conv.ContextNet` of their ``cos`` and ``sin``),
+and pushes the change into the active link:
+
+    theta_W' = h(theta_W),    theta_mu(x) -> theta_mu(x) + theta_W' - theta_W.
+
+The change of variables from the active links to their loops (other links fixed) is a shift, so
+``log|det J| = sum over active x of log h'(theta_W(x))``.  The layer is gauge equivariant because
+``theta_W`` and the context are gauge invariant and the update adds an invariant to a link.
+``h`` is a circular rational-quadratic spline (``kernel = "spline"``, Rezende et al. arXiv
+2002.02428; ``bins`` bins) or a mixture of non-compact projections with a shift
+(``kernel = "ncp"``, ``bins`` components), as in the tutorial.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .conv import ContextNet
+from .loops import planes, site_sum, u1_loop
+from .ncp import ncp_mixture
+from .splines import circular_rq_spline
+
+TWO_PI = 2 * math.pi
+
+
+class U1PlaquetteCoupling(torch.nn.Module):
+    """One U(1) coupling layer for the mask ``mask`` (:class:`.masks.StripeMask`)."""
+
+    def __init__(self, fl, mask, kernel: str = "spline", bins: int = 8, hidden=(16, 16),
+                 kernel_size: int = 3, generator=None):
+        super().__init__()
+        if kernel not in ("spline", "ncp"):
+            raise ValueError(f"unknown U(1) kernel {kernel!r}: use spline or ncp")
+        self.fl, self.mask, self.kernel, self.bins = fl, mask, kernel, bins
+        self.planes = planes(fl.ndim)
+        c_in = 2 * len(self.planes)
+        c_out = 3 * bins if kernel == "spline" else 2 * bins + 1
+        self.net = ContextNet(fl.grid, fl.ndim, c_in, c_out, hidden, kernel_size, fl.real, generator)
+        dims = fl.lattice.dims
+        self.register_buffer("active", fl.site_mask(mask.active), persistent=False)
+        frozen = [fl.site_mask(lambda c, r=r, s=s: mask.frozen_plaquette(r, s, c, dims))
+                  for r, s in self.planes]
+        self.register_buffer("frozen", torch.stack(frozen), persistent=False)
+
+    def context(self, padded):
+        fl = self.fl
+        ch = []
+        for i, (r, s) in enumerate(self.planes):
+            a = u1_loop(fl, padded, r, s)
+            ch += [torch.cos(a) * self.frozen[i], torch.sin(a) * self.frozen[i]]
+        return torch.stack(ch, dim=1)
+
+    def forward(self, theta, inverse: bool = False):
+        """``(theta', log|det J|)`` of the layer (or of its inverse); ``log|det J|`` is this
+        rank's part, per sample."""
+        fl, m = self.fl, self.mask
+        padded = fl.pad(theta, 2)
+        params = self.net(self.context(padded)).movedim(1, -1)
+        x = torch.remainder(u1_loop(fl, padded, m.mu, m.nu), TWO_PI)
+        K = self.bins
+        if self.kernel == "spline":
+            y, ld = circular_rq_spline(x, params[..., :K], params[..., K:2 * K],
+                                       params[..., 2 * K:], inverse=inverse)
+        else:
+            y, ld = ncp_mixture(x, params[..., :K], params[..., K:2 * K], params[..., 2 * K],
+                                inverse=inverse)
+        delta = torch.remainder(y - x + math.pi, TWO_PI) - math.pi
+        new = theta[:, m.mu] + delta * self.active
+        out = torch.cat([theta[:, :m.mu], new.unsqueeze(1), theta[:, m.mu + 1:]], dim=1)
+        return out, site_sum(ld * self.active, fl.ndim)

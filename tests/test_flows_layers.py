@@ -1,0 +1,151 @@
+"""Coupling layers and whole flows (float64): exact log-Jacobians, inverses, gauge and translation
+equivariance, and the tiling check of the masks.
+
+The log-Jacobian of every layer is compared with ``log|det|`` of the autograd Jacobian of the
+whole field: for U(1) in the link angles, for SU(N) in the exponential coordinates
+``U_l(eps) = U_l exp(i eps_l^a T_a)`` of every link on both sides (Haar measure is invariant under
+translations, so the Jacobian in these coordinates is the density ratio)."""
+
+import math
+
+import pytest
+import torch
+
+from flow_helpers import (gauge_transform, prior, random_gauge, serial_flow, site_axis, su_basis,
+                          wrap)
+from lattice_hpc.errors import ConfigError
+from lattice_hpc.flows.masks import check_tiling, layer_masks
+
+torch.set_num_threads(1)
+
+
+def _u1_logdet_check(flow, z):
+    U, ld = flow(z)
+    shape = z.shape[1:]
+    J = torch.autograd.functional.jacobian(lambda x: flow(x.reshape(1, *shape))[0].reshape(-1),
+                                           z[:1].reshape(-1))
+    return ld[0].item(), torch.linalg.slogdet(J)[1].item()
+
+
+@pytest.mark.parametrize("kernel", ["spline", "ncp"])
+@pytest.mark.parametrize("dims,layers", [((4, 4), 8), ((4, 4, 4, 2), 2)])
+def test_u1_flow_logdet_equals_autograd_and_inverts(kernel, dims, layers):
+    fl, flow = serial_flow("U1", dims, kernel=kernel, layers=layers)
+    z = prior(fl, "U1")
+    ours, exact = _u1_logdet_check(flow, z)
+    assert abs(ours - exact) < 1e-10
+    assert abs(ours) > 0.1  # the weights are not trivial
+    U, ld = flow(z)
+    z2, ld2 = flow.inverse(U)
+    assert wrap(z2 - z).abs().max() < 1e-12
+    assert (ld + ld2).abs().max() < 1e-10
+
+
+def _sun_coordinates(flow, U0, N):
+    """(log-det of the flow, log|det| of its Jacobian in exponential coordinates) at U0[0]."""
+    T = su_basis(N)
+    shape = U0.shape[1:-2]
+    n = math.prod(shape)
+    base = U0[:1]
+    out0 = flow(base)[0].detach()
+
+    def f(eps):
+        X = torch.einsum("la,aij->lij", eps.reshape(n, -1).to(torch.complex128), T)
+        E = torch.linalg.matrix_exp(1j * X).reshape(1, *shape, N, N)
+        out = flow(base @ E)[0]
+        D = out0.conj().transpose(-1, -2) @ out  # 1 + i eps'.T + O(eps^2)
+        return 2 * torch.einsum("aij,...ji->...a", T, -1j * D).real.reshape(-1)
+
+    eps = torch.zeros(n * (N * N - 1), dtype=torch.float64)
+    J = torch.autograd.functional.jacobian(f, eps)
+    return flow(base)[1][0].item(), torch.linalg.slogdet(J)[1].item()
+
+
+@pytest.mark.parametrize("group,dims,layers", [("SU2", (4, 4), 2), ("SU3", (4, 4), 1),
+                                               ("SU2", (2, 4, 2, 2), 1)])
+def test_sun_layers_logdet_equals_autograd_and_inverts(group, dims, layers):
+    N = int(group[2:])
+    fl, flow = serial_flow(group, dims, layers=layers, hidden=(4,))
+    U0 = prior(fl, group)
+    ours, exact = _sun_coordinates(flow, U0, N)
+    assert abs(ours - exact) < 1e-10
+    assert abs(ours) > 0.01
+    U, ld = flow(U0)
+    back, ld2 = flow.inverse(U)
+    assert (back - U0).abs().max() < 1e-12
+    assert (ld + ld2).abs().max() < 1e-10
+    eye = torch.eye(N, dtype=U.dtype)
+    assert (U @ U.conj().transpose(-1, -2) - eye).abs().max() < 1e-12
+    assert (torch.linalg.det(U) - 1).abs().max() < 1e-12
+
+
+@pytest.mark.parametrize("group,dims", [("U1", (8, 8)), ("SU2", (4, 4)), ("SU3", (4, 4)),
+                                        ("SU3", (4, 4, 4, 4))])
+def test_flows_are_gauge_equivariant(group, dims):
+    N = 1 if group == "U1" else int(group[2:])
+    nd = len(dims)
+    fl, flow = serial_flow(group, dims, layers=4 * nd if nd == 2 else 4)
+    z = prior(fl, group)
+    g = random_gauge(fl, group)
+    U, ld = flow(z)
+    Ug, ldg = flow(gauge_transform(z, g, nd, N))
+    expect = gauge_transform(U, g, nd, N)
+    diff = wrap(Ug - expect) if N == 1 else Ug - expect
+    assert diff.abs().max() < 1e-12
+    assert (ldg - ld).abs().max() < 1e-12
+    assert ld.abs().min() > 1e-3
+
+
+def test_translation_equivariance_by_the_mask_period():
+    fl, flow = serial_flow("U1", (8, 8), layers=8)
+    z = prior(fl, "U1")
+    U, ld = flow(z)
+    for mu, s in ((0, 4), (1, 4)):
+        ax = site_axis(2, mu, 2)
+        Us, lds = flow(torch.roll(z, s, dims=ax))
+        assert wrap(Us - torch.roll(U, s, dims=ax)).abs().max() < 1e-12
+        assert (lds - ld).abs().max() < 1e-12
+    # a shift by one along a stripe direction is not a symmetry of the masks
+    Us, lds = flow(torch.roll(z, 1, dims=site_axis(2, 1, 2)))
+    assert (lds - ld).abs().max() > 1e-6
+
+
+def test_masks_change_every_link_once_per_period_and_refuse_bad_tilings():
+    for nd in (2, 4):
+        masks = layer_masks(nd, 4 * nd)
+        assert sorted((m.mu, m.offset) for m in masks) == [(mu, o) for mu in range(nd) for o in range(4)]
+        for m in masks:
+            assert m.nu != m.mu
+    with pytest.raises(ConfigError, match="direction x is not a multiple of 4"):
+        check_tiling((6, 8), layer_masks(2, 8))
+    with pytest.raises(ConfigError, match="direction t"):
+        check_tiling((8, 8, 8, 6), layer_masks(4, 16))
+
+
+def test_frozen_context_contains_no_active_link():
+    """Brute force on a 4D lattice: a plaquette marked frozen contains no active link, and every
+    active link's own loop W contains no other active link."""
+    import itertools
+
+    import numpy as np
+
+    dims = (4, 4, 4, 4)
+    coords = np.meshgrid(*[np.arange(L) for L in dims], indexing="ij")
+    for m in layer_masks(4, 48):
+        act = m.active(coords)
+        def is_active(d, x):
+            return d == m.mu and act[tuple(c % L for c, L in zip(x, dims))]
+        for r, s in itertools.combinations(range(4), 2):
+            frozen = m.frozen_plaquette(r, s, coords, dims)
+            for x in itertools.islice(itertools.product(*map(range, dims)), 0, None, 7):
+                e = lambda d: tuple(int(d == k) for k in range(4))
+                add = lambda a, b: tuple(i + j for i, j in zip(a, b))
+                links = [(r, x), (s, add(x, e(r))), (r, add(x, e(s))), (s, x)]
+                touched = any(is_active(d, y) for d, y in links)
+                assert frozen[x] == (not touched)
+        for x in itertools.islice(itertools.product(*map(range, dims)), 0, None, 5):
+            if act[x]:
+                e = lambda d: tuple(int(d == k) for k in range(4))
+                add = lambda a, b: tuple(i + j for i, j in zip(a, b))
+                others = [(m.nu, add(x, e(m.mu))), (m.mu, add(x, e(m.nu))), (m.nu, x)]
+                assert not any(is_active(d, y) for d, y in others)
