@@ -5,6 +5,8 @@
 - ``kill:POINT:K``   -- SIGKILL this process at the ``K``-th time (1-based) it reaches ``POINT``;
 - ``eio:POINT`` / ``eacces:POINT`` -- the I/O call at ``POINT`` raises ``OSError(EIO)`` /
   ``PermissionError(EACCES)`` (every time; ``:K`` for the ``K``-th time only);
+- ``nan:POINT:K`` -- the value passed through :func:`value` at ``POINT`` becomes NaN the ``K``-th
+  time (numerical faults of the flows; give it on every rank);
 - ``@RANK`` restricts a fault to that rank of COMM_WORLD (default: every rank).
 
 Points (each names where it sits in the code):
@@ -12,7 +14,9 @@ Points (each names where it sits in the code):
 - ``checkpoint-write`` -- in the middle of a checkpoint write, after the field data went out;
 - ``checkpoint-read``  -- opening a checkpoint for reading (every rank);
 - ``record-append``    -- in the middle of appending a record (half the line written and flushed);
-- ``step``             -- inside a step of a chain, before its record is written.
+- ``step``             -- inside a step of a chain, before its record is written;
+- ``flow-loss``        -- the model log-densities of a flow's training step (``nan``);
+- ``flow-log-weight``  -- the log-weights of a batch of flow proposals (``nan``).
 
 The variable is read once; the spec is the same on every rank (the startup check of
 :mod:`lattice_hpc.switches` compares it), and the ``@RANK`` part selects where it fires.  The
@@ -43,7 +47,7 @@ def parse(text: str) -> list[tuple[str, str, int | None, int | None]]:
     for item in filter(None, (s.strip() for s in text.split(","))):
         body, _, rank = item.partition("@")
         parts = body.split(":")
-        if parts[0] not in ("kill", "eio", "eacces"):  # legacy "checkpoint-write:K"
+        if parts[0] not in ("kill", "eio", "eacces", "nan"):  # legacy "checkpoint-write:K"
             parts = ["kill"] + parts
         if len(parts) not in (2, 3) or (len(parts) == 3 and not parts[2].isdigit()) or \
                 (rank and not rank.isdigit()):
@@ -86,3 +90,13 @@ def point(name: str) -> None:
     if action is not None:
         code = errno.EIO if action == "eio" else errno.EACCES
         raise OSError(code, f"{os.strerror(code)} (injected by LATTICE_HPC_FAULT at {name})")
+
+
+def value(name: str, x):
+    """Reach the numerical fault point ``name`` with value ``x`` (a number, array or tensor): ``x``
+    itself, or ``x * nan`` if a ``nan`` fault fires here."""
+    faults = _faults()
+    if not faults:
+        return x
+    _counts[name] = count = _counts.get(name, 0) + 1
+    return x * float("nan") if _firing(name, count) == "nan" else x

@@ -46,6 +46,7 @@ import time
 
 import numpy as np
 
+from .. import faults
 from ..errors import ConfigError, FlowError
 from ..groups import get_group
 from ..rng import CounterRNG
@@ -100,6 +101,29 @@ class FlowJob(JobType):
             raise ConfigError(f"{source}: {exc}") from None
 
     @classmethod
+    def domain(cls, cfg: dict, comm):
+        """Data-parallel replicas when the process grid asks for them: with an explicit
+        ``lattice.grid`` of ``n`` ranks on ``R n`` ranks, ranks ``r n .. (r+1) n - 1`` form
+        replica ``r``, each holding its share of every batch split over the grid."""
+        from ..geometry.decomposition import parse_dims
+
+        grid = cfg["lattice"]["grid"]
+        if grid.strip() == "auto":
+            return comm
+        n = math.prod(parse_dims(grid, "lattice.grid"))
+        if n >= comm.size:
+            return comm
+        if comm.size % n:
+            raise ConfigError(f"lattice.grid = {grid} has {n} ranks, which does not divide the "
+                              f"{comm.size} ranks of the job (flow jobs run {comm.size} // {n} "
+                              "data-parallel replicas of the grid)")
+        for what, b in (("train.batch", cfg["train"]["batch"]), ("sample.batch", cfg["sample"]["batch"])):
+            if b % (comm.size // n):
+                raise ConfigError(f"{what} = {b} must be a multiple of the {comm.size // n} "
+                                  f"data-parallel replicas (lattice.grid = {grid} on {comm.size} ranks)")
+        return comm.split(comm.rank // n, comm.rank)
+
+    @classmethod
     def schedule(cls, cfg: dict) -> Schedule:
         s = cfg["sample"]
         return Schedule(cfg["train"]["steps"] + s["thermalize"], s["measure"], s["every"])
@@ -123,7 +147,10 @@ class FlowJob(JobType):
         self.arch = {"group": cfg["action"]["group"], "dims": list(cfg["lattice"]["dims"]),
                      **{k: cfg["flow"][k] for k in ARCH}}
         self.flow = GaugeFlow(self.fl, self.arch, cfg["train"]["seed"])
-        self.par = Parallel(self.lattice.comm, self.lattice.comm, self_comm())
+        world, domain = self.world, self.lattice.comm
+        replicas = world.size // domain.size
+        cross = world.split(domain.rank, world.rank) if replicas > 1 else self_comm()
+        self.par = Parallel(world, domain, cross, world.rank // domain.size, replicas)
         t = cfg["train"]
         self.trainer = Trainer(self.flow, self.group, self.beta, CounterRNG(t["seed"]), self.par,
                                t["batch"], t["lr"], t["warmup"], t["halflife"], t["clip"])
@@ -164,7 +191,7 @@ class FlowJob(JobType):
 
         from ..flows.modelfile import check_architecture, read_model
 
-        arch, weights, _ = read_model(path, self.lattice.comm)
+        arch, weights, _ = read_model(path, self.world)
         check_architecture(path, arch, self.arch)
         try:
             self.flow.load_state_dict({k: torch.as_tensor(v) for k, v in weights.items()})
@@ -210,7 +237,7 @@ class FlowJob(JobType):
     def _finish_training(self) -> None:
         from ..flows.modelfile import write_model
 
-        write_model(os.path.join(self.run_dir, "model.h5"), self.flow, self.lattice.comm,
+        write_model(os.path.join(self.run_dir, "model.h5"), self.flow, self.world,
                     {"beta": self.beta, "train_steps": len(self.history["loss"]),
                      "precision": self.fl.precision})
         self._write_history()
@@ -223,19 +250,30 @@ class FlowJob(JobType):
 
         B = self.cfg["sample"]["batch"]
         j = i // B
+        par = self.par
         if self._batch[0] != j:
+            share = par.share(B)
             with torch.no_grad():
                 z = haar_sample(self.fl, self.group, self.metro.rng, ("flow-sample",),
-                                range(j * B, (j + 1) * B))
+                                range(j * B + share.start, j * B + share.stop))
                 U, log_q = self.flow.sample(z)
-            lw = log_weights(self.fl, self.group, U, log_q, self.beta)
-            obs = observables(self.fl, self.group, U)
+            lw = par.gather(log_weights(self.fl, self.group, U, log_q, self.beta))
+            lw = faults.value("flow-log-weight", lw)
+            obs = {k: par.gather(v) for k, v in observables(self.fl, self.group, U).items()}
             self._batch = (j, (U, lw, obs))
         U, lw, obs = self._batch[1]
         k = i - j * B
         accepted = self.metro.step(i, float(lw[k]))
         if accepted:
-            self.current = U[k].clone()
+            n_share = B // par.replicas
+            owner, local = divmod(k, n_share)
+            if par.replicas == 1:
+                self.current = U[local].clone()
+            else:  # the replica that made proposal k sends it to the others
+                from ..comm.autograd import broadcast_tensor
+
+                mine = U[local].clone() if owner == par.replica else torch.empty_like(U[0])
+                self.current = broadcast_tensor(mine, par.cross, root=owner)
             self.current_obs = {name: float(v[k]) for name, v in obs.items()}
         self._last = {"accepted": accepted, "log_w": float(lw[k])}
         if m is None:
@@ -277,7 +315,7 @@ class FlowJob(JobType):
 
     # -- the training history (rank 0 writes) --------------------------------------------------------
     def _write_history(self) -> None:
-        if self.lattice.comm.rank != 0 or not self.history["loss"]:
+        if self.world.rank != 0 or not self.history["loss"]:
             return
         path = os.path.join(self.run_dir, "training.json")
         tmp = path + ".tmp"

@@ -85,6 +85,7 @@ class JobType(abc.ABC):
     def __init__(self, cfg: dict, lattice, backend, log):
         self.cfg, self.lattice, self.backend, self.log = cfg, lattice, backend, log
         self.field = None
+        self.world = lattice.comm  # all ranks of the job (the driver sets it)
 
     @abc.abstractmethod
     def start(self, field) -> None:
@@ -98,6 +99,14 @@ class JobType(abc.ABC):
     def step(self, n: int, m: int | None) -> dict | None:
         """Collective: step ``n`` of the chain; ``m`` is its global measurement index (``None``:
         not measured).  Returns the record of a measured step (a JSON-ready dict)."""
+
+    @classmethod
+    def domain(cls, cfg: dict, comm):
+        """Collective: the communicator of the ranks that hold one field between them (the
+        lattice is decomposed over it).  Default: all ranks.  A job type with data-parallel
+        replicas (``flow``) returns its replica's share; the driver's run directory, lock and
+        stops stay on all ranks (``job.world``), and replica 0 writes the checkpoints."""
+        return comm
 
     @classmethod
     def schedule(cls, cfg: dict) -> Schedule:

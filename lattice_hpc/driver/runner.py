@@ -84,7 +84,8 @@ def run_job(path: str, overrides, comm: Communicator, force_unlock: bool = False
     cfg = load_config(path, overrides)
     job_type = JOB_TYPES[cfg["job"]["type"]]
     run_dir = cfg["output"]["dir"].replace("{name}", cfg["job"]["name"])
-    lattice = Lattice(cfg["lattice"]["dims"], cfg["lattice"]["grid"], comm=comm)  # checks, then collective
+    domain = job_type.domain(cfg, comm)  # the ranks that share one field (all, but for replicas)
+    lattice = Lattice(cfg["lattice"]["dims"], cfg["lattice"]["grid"], comm=domain)  # checks, then collective
     chash = config_hash(cfg)
     comm.check_same(chash, "the job configuration")
     if not _has_checkpoints(run_dir, comm):  # a resumed run does not need its start file
@@ -93,23 +94,24 @@ def run_job(path: str, overrides, comm: Communicator, force_unlock: bool = False
     lock = RunLock(run_dir, comm, force=force_unlock, log=log)
     lock.acquire()
     try:
-        return _run_locked(cfg, job_type, run_dir, lattice, chash, backend, lock, log)
+        return _run_locked(cfg, job_type, run_dir, lattice, comm, chash, backend, lock, log)
     finally:
         lock.release()
 
 
-def _run_locked(cfg, job_type, run_dir, lattice, chash, backend, lock, log):
-    comm = lattice.comm
+def _run_locked(cfg, job_type, run_dir, lattice, comm, chash, backend, lock, log):
     rundir = RunDir(run_dir, comm)
     previous = rundir.previous()
     if previous is not None:
         _refuse_changes(run_dir, "config.json", previous.get("config", {}), cfg)
-    store = CheckpointStore(os.path.join(run_dir, "checkpoints"), comm, cfg["checkpoint"]["keep"], log)
+    store = CheckpointStore(os.path.join(run_dir, "checkpoints"), comm, cfg["checkpoint"]["keep"], log,
+                            writer=comm.rank < lattice.comm.size)
     # checkpoints are looked for even without config.json (copied in by hand): never ignored,
     # since later saves would prune them.  load_latest may rename a corrupt one: still ours?
     lock.check()
     resumed = store.load_latest(lattice, backend)
     job = job_type(cfg, lattice, backend, log)
+    job.world = comm
     if resumed is not None:
         _refuse_changes(run_dir, resumed.path, resumed.config or {}, cfg)
         log.info("resuming from %s (step %d)", resumed.path, resumed.state["step"])

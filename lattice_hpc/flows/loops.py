@@ -23,6 +23,37 @@ def _link(fl, padded, mu, shift=None):
     return fl.view(padded[:, mu], 1, s)
 
 
+def _at(fl, padded, mu, shift: dict):
+    s = [0] * fl.ndim
+    for d, v in shift.items():
+        s[d] += v
+    return fl.view(padded[:, mu], 1, s)
+
+
+def u1_rectangle(fl, padded, mu: int, nu: int):
+    """Angle of ``W(x)^dag L(x)``, ``L(x) = U_mu(x) U_nu(x+mu-nu)^dag U_mu(x-nu)^dag U_nu(x-nu)``:
+    the 1x2 loop made of the active link's own loop ``W(x)`` and the passive plaquette below it,
+    which does not contain ``U_mu(x)`` (see :func:`sun_rectangle`)."""
+    lower = (-_at(fl, padded, nu, {mu: 1, nu: -1}) - _at(fl, padded, mu, {nu: -1})
+             + _at(fl, padded, nu, {nu: -1}))
+    upper = _link(fl, padded, nu, mu) - _link(fl, padded, mu, nu) - _link(fl, padded, nu)
+    return lower - upper
+
+
+def sun_rectangle(fl, padded, mu: int, nu: int):
+    """``S(x)^dag S_-(x)``, ``S_-(x) = U_nu(x+mu-nu)^dag U_mu(x-nu)^dag U_nu(x-nu)``: with the
+    active link's loop ``W = U_mu(x) S(x)`` and the passive plaquette through it,
+    ``L = U_mu(x) S_-(x)``, this is ``W^dag L``, a 1x2 loop based at ``x`` that does not contain
+    ``U_mu(x)`` nor any other active link of the stripes (:mod:`.masks`).  Conditioned on it, a
+    coupling layer sees everything the two plaquettes of the link in the ``(mu, nu)`` plane know
+    about it (in 2D U(1) the exact conditional density of the active link depends on nothing
+    else)."""
+    h = lambda m: m.conj().transpose(-1, -2)
+    lower = h(_at(fl, padded, nu, {mu: 1, nu: -1})) @ h(_at(fl, padded, mu, {nu: -1})) \
+        @ _at(fl, padded, nu, {nu: -1})
+    return h(sun_staple(fl, padded, mu, nu)) @ lower
+
+
 def u1_loop(fl, padded, mu: int, nu: int):
     """Angle of the oriented plaquette ``U_mu(x) U_nu(x+mu) U_mu(x+nu)^dag U_nu(x)^dag``."""
     return (_link(fl, padded, mu) + _link(fl, padded, nu, mu) - _link(fl, padded, mu, nu)

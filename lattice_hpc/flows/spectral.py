@@ -18,8 +18,9 @@ cell (the Weyl alcove):
   to the end, for ``k < 0`` the ``|k|`` smallest get ``+2 pi`` and move to the front (for N = 3:
   subtract 2 pi from the largest if k = 1, add 2 pi to the smallest if k = -1).  The result
   ``th_1 >= th_2 >= ... >= th_N``, ``th_1 - th_N <= 2 pi``, ``sum th = 0`` is the alcove point.
-* Affine simple roots: ``alpha_j = th_j - th_{j+1}`` (j = 1..N-1), ``alpha_0 = 2 pi - sum_j alpha_j``,
-  all >= 0.  The phases are recovered from ``alpha_1..alpha_{N-1}`` alone:
+* Affine simple roots: ``alpha_j = th_j - th_{j+1}`` (j = 1..N-1),
+  ``alpha_0 = 2 pi - sum_j alpha_j``, all >= 0.  The phases are recovered from
+  ``alpha_1..alpha_{N-1}`` alone:
   ``th_1 = sum_j (N-j) alpha_j / N``, ``th_{j+1} = th_j - alpha_j`` (N = 3:
   ``th = ((2a1+a2)/3, (-a1+a2)/3, (-a1-2a2)/3)``), so ``sum th = 0`` exactly and det = 1.
 * Cell coordinates in the unit cube [0,1]^{N-1} by stick breaking:
@@ -164,7 +165,7 @@ def log_haar_cell(u):
 
 
 def log_haar_cell_constant(N):
-    """``log(N (2 pi)^{N-1})``: ``exp(log_haar_cell(u) - this)`` integrates to 1 over [0,1]^{N-1}."""
+    """``log(N (2 pi)^{N-1})``: ``exp(log_haar_cell(u) - this)`` integrates to 1 over the cube."""
     return math.log(N) + (N - 1) * math.log(TWO_PI)
 
 

@@ -27,7 +27,8 @@ and ``d_k = min_deriv + softplus(derivs_k)``.  In bin ``k``, with ``xi = (x - x_
             / [s_k + (d_{k+1} + d_k - 2 s_k) xi(1-xi)]^2 ,
 
 which is strictly increasing, C^1 across knots, and maps each bin onto its image bin.  The inverse
-solves the quadratic ``a xi^2 + b xi + c = 0`` with (``dy = y - y_k``, ``c2 = d_{k+1} + d_k - 2 s_k``)
+solves the quadratic ``a xi^2 + b xi + c = 0`` with
+(``dy = y - y_k``, ``c2 = d_{k+1} + d_k - 2 s_k``)
 
     a = h_k (s_k - d_k) + dy c2,   b = h_k d_k - dy c2,   c = -s_k dy,
 

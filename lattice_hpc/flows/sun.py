@@ -3,7 +3,9 @@
 The active link ``U_mu(x)`` (stripes of :mod:`.masks`) enters its own untraced loop
 ``W(x) = U_mu(x) S(x)``, ``S(x) = U_nu(x+mu) U_mu(x+nu)^dag U_nu(x)^dag``, and no other loop of
 the layer.  The layer changes the eigenvalues of ``W`` by a spectral map (:mod:`.spectral`),
-conditioned on the gauge-invariant traces of the frozen plaquettes, and sets
+conditioned on the gauge-invariant traces of the frozen plaquettes and of the 1x2 loop
+``S^dag S_-`` that the active loop forms with the passive plaquette below it
+(:func:`.loops.sun_rectangle`), and sets
 
     U_mu(x) -> W'(x) S(x)^dag = W'(x) W(x)^dag U_mu(x).
 
@@ -28,7 +30,7 @@ import math
 import torch
 
 from .conv import ContextNet
-from .loops import planes, site_sum, sun_loop, sun_staple
+from .loops import planes, site_sum, sun_loop, sun_rectangle, sun_staple
 from .spectral import spectral_map
 from .splines import rq_spline
 
@@ -50,7 +52,7 @@ class SUNLoopCoupling(torch.nn.Module):
         self.fl, self.N, self.mask, self.bins = fl, N, mask, bins
         self.planes = planes(fl.ndim)
         npar = 3 * bins + 1
-        self.net = ContextNet(fl.grid, fl.ndim, 2 * len(self.planes), npar, hidden, kernel_size,
+        self.net = ContextNet(fl.grid, fl.ndim, 2 * len(self.planes) + 2, npar, hidden, kernel_size,
                               fl.real, generator)
         if N == 3:
             f = self.net.features + 7
@@ -66,8 +68,10 @@ class SUNLoopCoupling(torch.nn.Module):
                 self.second[2].weight.zero_()
                 self.second[2].bias.zero_()
         dims = fl.lattice.dims
-        active = fl.site_mask(mask.active).reshape(-1)
-        self.register_buffer("index", torch.nonzero(active > 0).reshape(-1), persistent=False)
+        active = fl.site_mask(mask.active)
+        self.register_buffer("active", active, persistent=False)
+        self.register_buffer("index", torch.nonzero(active.reshape(-1) > 0).reshape(-1),
+                             persistent=False)
         frozen = [fl.site_mask(lambda c, r=r, s=s: mask.frozen_plaquette(r, s, c, dims))
                   for r, s in self.planes]
         self.register_buffer("frozen", torch.stack(frozen), persistent=False)
@@ -77,6 +81,9 @@ class SUNLoopCoupling(torch.nn.Module):
         for i, (r, s) in enumerate(self.planes):
             tr = torch.diagonal(sun_loop(fl, padded, r, s), dim1=-2, dim2=-1).sum(-1) / self.N
             ch += [tr.real * self.frozen[i], tr.imag * self.frozen[i]]
+        m = self.mask
+        tr = torch.diagonal(sun_rectangle(fl, padded, m.mu, m.nu), dim1=-2, dim2=-1).sum(-1) / self.N
+        ch += [tr.real * self.active, tr.imag * self.active]
         return torch.stack(ch, dim=1)
 
     def _spline(self, u, p, inverse):

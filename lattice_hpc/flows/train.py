@@ -35,6 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .. import faults
 from ..comm.autograd import allreduce_gradients, sum_over_ranks
 from ..errors import FlowError
 from .loops import sun_action_local, u1_action_local
@@ -109,6 +110,7 @@ class Trainer:
         fl = self.flow.fl
         z = haar_sample(fl, self.group, self.rng, ("flow-train", k), self.samples)
         U, log_q = self.flow.sample(z)
+        log_q = faults.value("flow-loss", log_q)
         S = sum_over_ranks(action_local(fl, self.group, U, self.beta), fl.comm)
         local = (log_q + S).sum() / self.batch
         self.optimizer.zero_grad(set_to_none=False)

@@ -4,7 +4,10 @@ With the stripes of :mod:`.masks`, the active link ``theta_mu(x)`` enters its ow
 ``theta_W(x) = theta_mu(x) + theta_nu(x+mu) - theta_mu(x+nu) - theta_nu(x)`` and no other active
 link does, so the layer transforms the angle of that loop with a bijection ``h`` of the circle,
 conditioned on the frozen plaquettes (a :class:`.conv.ContextNet` of their ``cos`` and ``sin``),
-and pushes the change into the active link:
+and on the 1x2 loop that the active loop forms with the passive plaquette below it
+(:func:`.loops.u1_rectangle`, at the active sites: it does not contain the active link, and in
+2D the exact conditional density of the active link, given all other links, is a function of it
+alone), and pushes the change into the active link:
 
     theta_W' = h(theta_W),    theta_mu(x) -> theta_mu(x) + theta_W' - theta_W.
 
@@ -23,7 +26,7 @@ import math
 import torch
 
 from .conv import ContextNet
-from .loops import planes, site_sum, u1_loop
+from .loops import planes, site_sum, u1_loop, u1_rectangle
 from .ncp import ncp_mixture
 from .splines import circular_rq_spline
 
@@ -40,7 +43,7 @@ class U1PlaquetteCoupling(torch.nn.Module):
             raise ValueError(f"unknown U(1) kernel {kernel!r}: use spline or ncp")
         self.fl, self.mask, self.kernel, self.bins = fl, mask, kernel, bins
         self.planes = planes(fl.ndim)
-        c_in = 2 * len(self.planes)
+        c_in = 2 * len(self.planes) + 2
         c_out = 3 * bins if kernel == "spline" else 2 * bins + 1
         self.net = ContextNet(fl.grid, fl.ndim, c_in, c_out, hidden, kernel_size, fl.real, generator)
         dims = fl.lattice.dims
@@ -55,6 +58,8 @@ class U1PlaquetteCoupling(torch.nn.Module):
         for i, (r, s) in enumerate(self.planes):
             a = u1_loop(fl, padded, r, s)
             ch += [torch.cos(a) * self.frozen[i], torch.sin(a) * self.frozen[i]]
+        r = u1_rectangle(fl, padded, self.mask.mu, self.mask.nu)
+        ch += [torch.cos(r) * self.active, torch.sin(r) * self.active]
         return torch.stack(ch, dim=1)
 
     def forward(self, theta, inverse: bool = False):

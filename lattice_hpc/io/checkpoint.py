@@ -533,10 +533,11 @@ class CheckpointStore:
 
     PATTERN = re.compile(r"ckpt_(\d{8})\.h5$")
 
-    def __init__(self, directory: str, comm, keep: int = 2, log=None):
+    def __init__(self, directory: str, comm, keep: int = 2, log=None, writer: bool = True):
         if keep < 1:
             raise CheckpointError(f"checkpoint.keep = {keep} must be >= 1")
         self.dir, self.comm, self.keep, self.log = directory, comm, keep, log
+        self.writer = writer  # False on the ranks of data-parallel replicas other than the first
 
     def path(self, step: int) -> str:
         return os.path.join(self.dir, f"ckpt_{step:08d}.h5")
@@ -580,7 +581,18 @@ class CheckpointStore:
                 raise CheckpointError(f"{self.dir}: cannot create the checkpoint directory "
                                       f"({os_error_text(exc)})") from None
         self.comm.on_root(makedir, catch=(CheckpointError,))
-        checksum = write_checkpoint(path, ckpt, overwrite=True)
+        if self.comm.size == ckpt.field.lattice.comm.size:
+            checksum = write_checkpoint(path, ckpt, overwrite=True)
+        else:  # replicas hold the same field: the first one writes, every rank learns the outcome
+            res = None
+            if self.writer:
+                try:
+                    res = (True, write_checkpoint(path, ckpt, overwrite=True))
+                except CheckpointError as exc:
+                    res = (False, exc)
+            ok, checksum = self.comm.bcast(res)
+            if not ok:
+                raise checksum
         if self.comm.rank == 0:
             try:
                 old = self._list()[self.keep:]

@@ -1,0 +1,176 @@
+"""Job type ``flow`` end to end: train, sample, records and summary; exact resume after a kill
+during training and during sampling; other process grids and data-parallel replicas to rounding;
+model reuse; bad input stops with a message that names it and leaves the last checkpoint valid."""
+
+import json
+import os
+
+import h5py
+import numpy as np
+import pytest
+
+from helpers import final_field, run_cli, run_records
+
+JOB = """
+[job]
+type = "flow"
+name = "f"
+[lattice]
+dims = [4, 4]
+grid = "{grid}"
+[action]
+group = "{group}"
+beta = {beta}
+[flow]
+layers = 8
+bins = 4
+hidden = [4]
+model = "{model}"
+[train]
+steps = {steps}
+batch = 8
+lr = 0.01
+seed = 5
+[sample]
+measure = 14
+batch = 6
+[checkpoint]
+every = 3
+keep = 10
+[output]
+dir = "{dir}"
+log_every = 4
+"""
+
+
+def _job(tmp_path, name, grid="auto", group="U1", beta=1.5, steps=6, model=""):
+    path = tmp_path / f"{name}.toml"
+    path.write_text(JOB.format(grid=grid, group=group, beta=beta, steps=steps, model=model,
+                               dir=(tmp_path / name).as_posix()))
+    return str(path), str(tmp_path / name)
+
+
+def _run(job, np_=None, env=None, ok=True, sets=()):
+    args = ["run", job] + [a for s in sets for a in ("--set", s)]
+    proc = run_cli(args, np_, env=env, timeout=400)
+    if ok:
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+    return proc
+
+
+def _weights(run_dir):
+    with h5py.File(os.path.join(run_dir, "model.h5"), "r") as f:
+        out = {}
+        f["weights"].visititems(lambda n, o: out.__setitem__(n, o[()]) if isinstance(o, h5py.Dataset) else None)
+        return out
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("flowref")
+    job, rd = _job(tmp, "ref")
+    return _run(job), rd
+
+
+def test_flow_job_trains_samples_and_summarises(reference):
+    out, rd = reference
+    recs = run_records(rd)
+    assert len(recs) == 14 and [r["step"] for r in recs] == list(range(6, 20))
+    for k in ("plaquette", "topological_charge_sq", "acceptance", "ess"):
+        assert len(out[k]) == 2 and out[k][1] is not None, k
+    assert 0 < out["ess"][0] <= 1 and 0 < out["acceptance"][0] <= 1
+    assert all(isinstance(r["accepted"], bool) and np.isfinite(r["log_w"]) for r in recs)
+    # a rejected proposal keeps the previous state's observables
+    for a, b in zip(recs, recs[1:]):
+        if not b["accepted"]:
+            assert b["plaquette"] == a["plaquette"]
+    hist = json.load(open(os.path.join(rd, "training.json")))
+    assert len(hist["loss"]) == 6 and all(np.isfinite(hist["loss"]))
+    assert os.path.getsize(os.path.join(rd, "training.png")) > 1000
+    assert set(_weights(rd))
+
+
+@pytest.mark.parametrize("kill_at", [4, 11])  # during training (steps 0-5), during sampling
+def test_killed_flow_job_resumes_bit_identically(tmp_path, reference, kill_at):
+    ref, ref_dir = reference
+    job, rd = _job(tmp_path, "k")
+    proc = _run(job, env={"LATTICE_HPC_FAULT": f"kill:step:{kill_at}"}, ok=False)
+    assert proc.returncode != 0
+    out = _run(job)
+    assert run_records(rd) == run_records(ref_dir)
+    a, b = final_field(rd), final_field(ref_dir)
+    assert np.array_equal(a[0], b[0])
+    assert json.load(open(os.path.join(rd, "training.json")))["loss"] == \
+        json.load(open(os.path.join(ref_dir, "training.json")))["loss"]
+    wa, wb = _weights(rd), _weights(ref_dir)
+    assert all(np.array_equal(wa[k], wb[k]) for k in wb)
+    assert out["acceptance"] == ref["acceptance"]
+
+
+@pytest.mark.parametrize("np_,grid", [(2, "1,2"), (4, "1,2"), (4, "2,2")])
+def test_other_grids_and_replicas_give_the_same_chain_to_rounding(tmp_path, reference, np_, grid):
+    ref, ref_dir = reference
+    job, rd = _job(tmp_path, f"g{np_}", grid=grid)
+    out = _run(job, np_=np_)
+    ra, rb = run_records(rd), run_records(ref_dir)
+    assert [r["accepted"] for r in ra] == [r["accepted"] for r in rb]
+    for x, y in zip(ra, rb):
+        assert abs(x["log_w"] - y["log_w"]) < 1e-9 * max(1.0, abs(y["log_w"]))
+        assert abs(x["plaquette"] - y["plaquette"]) < 1e-12
+    wa, wb = _weights(rd), _weights(ref_dir)
+    assert all(np.abs(wa[k] - wb[k]).max() < 1e-10 for k in wb)
+
+
+def test_a_trained_model_is_reused_and_a_mismatch_is_refused(tmp_path, reference):
+    _, ref_dir = reference
+    model = os.path.join(ref_dir, "model.h5")
+    job, rd = _job(tmp_path, "reuse", steps=0, model=model)
+    out = _run(job)
+    assert 0 < out["acceptance"][0] <= 1 and _weights(rd).keys() == _weights(ref_dir).keys()
+    assert all(np.array_equal(_weights(rd)[k], _weights(ref_dir)[k]) for k in _weights(rd))
+    for sets, what in ((["flow.layers=4"], "layers: model 8, job 4"),
+                       (["flow.bins=5"], "bins: model 4, job 5")):
+        job2, rd2 = _job(tmp_path, "bad" + sets[0][5:9], steps=0, model=model)
+        proc = _run(job2, ok=False, sets=sets)
+        assert proc.returncode == 2 and what in proc.stderr, proc.stderr[-2000:]
+        assert not os.path.exists(os.path.join(rd2, "checkpoints"))
+    job3, _ = _job(tmp_path, "badgroup", steps=0, model=model, group="SU2")
+    proc = _run(job3, ok=False)
+    assert proc.returncode == 2 and "group: model 'U1', job 'SU2'" in proc.stderr
+    job4, _ = _job(tmp_path, "nomodel", steps=0, model=str(tmp_path / "absent.h5"))
+    proc = _run(job4, ok=False)
+    assert proc.returncode == 2 and "absent.h5: no such model file" in proc.stderr
+
+
+def test_a_lattice_the_masks_cannot_tile_is_refused_before_anything_is_written(tmp_path):
+    job, rd = _job(tmp_path, "tile")
+    proc = _run(job, ok=False, sets=["lattice.dims=[6,4]"])
+    assert proc.returncode == 2 and "direction x is not a multiple of 4" in proc.stderr
+    assert not os.path.exists(rd)
+
+
+def test_non_finite_action_stops_naming_the_training_step(tmp_path):
+    job, rd = _job(tmp_path, "inf", beta=1e308)
+    proc = _run(job, ok=False)
+    assert proc.returncode == 2 and "training step 0: the loss is -inf" in proc.stderr, proc.stderr[-2000:]
+    assert "not applied" in proc.stderr and "no checkpoint was written yet" in proc.stderr
+
+
+@pytest.mark.parametrize("point,k,what", [("flow-loss", 5, "training step 4: the loss is nan"),
+                                          ("flow-log-weight", 2, "proposal 6: its log-weight")])
+def test_non_finite_values_stop_naming_them_and_the_last_checkpoint_stays_valid(
+        tmp_path, reference, point, k, what):
+    """A NaN injected into the 5th training step (after the checkpoint of step 3), or into the
+    second batch of proposals (proposals 6-11, after the checkpoint of step 9): the job stops
+    naming it, nothing of that step is written, and a rerun without the fault resumes from the
+    intact checkpoint and gives the uninterrupted chain."""
+    _, ref_dir = reference
+    job, rd = _job(tmp_path, "nan" + point)
+    proc = _run(job, env={"LATTICE_HPC_FAULT": f"nan:{point}:{k}"}, ok=False)
+    assert proc.returncode == 2 and what in proc.stderr, proc.stderr[-2000:]
+    assert "is intact" in proc.stderr
+    assert run_records(rd) == run_records(ref_dir)[:len(run_records(rd))]
+    _run(job)
+    assert run_records(rd) == run_records(ref_dir)
+    assert np.array_equal(final_field(rd)[0], final_field(ref_dir)[0])
