@@ -1,7 +1,7 @@
 # The two commands of the README.  Each installs what is missing first (tools/install.sh skips what
 # is already there), then runs.
 NP ?= 2
-JOB ?= jobs/quenched_su3_b6.0_8x8x8x8.toml
+JOB ?= jobs/flow_u1_b2.0_8x8.toml
 
 .PHONY: run test install bench
 

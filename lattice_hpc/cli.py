@@ -12,6 +12,7 @@
                              [--kernel auto|reference|compiled|cuda] [--grid G] [--local] [--csw C]
     lattice-hpc bench cg [--dims D ...] [--precision ...] [--solver cgne bicgstab mixed] [--full]
                          [--kappa K] [--csw C] [--tol T] [--grid G]
+    lattice-hpc bench flow [--local-dims D] [--batch B] [--model FILE | --train-steps N] [--proposals N]
 
 Runs the same under ``mpirun -n N`` as serially.  Only rank 0 prints results: one JSON object on
 stdout; logs go to stderr.  An input error prints ``lattice-hpc: error: ...`` (naming the key, file
@@ -130,6 +131,28 @@ def build_parser() -> argparse.ArgumentParser:
         k.add_argument("--kernel", choices=["auto", "reference", "compiled", "cuda"], default="auto")
         k.add_argument("--seconds", type=float, default=2.0, help="time budget per measurement")
     d.add_argument("--copy-mib", type=float, default=256.0, help="size of the reference copy per rank")
+    f = bsub.add_parser("flow", help="flow training and sampling: weak scaling, memory, cost vs HMC")
+    f.add_argument("--local-dims", default="16,16", help="lattice per rank for the weak scaling")
+    f.add_argument("--group", default="U1", choices=["U1", "SU2", "SU3"])
+    f.add_argument("--beta", type=float, default=2.0)
+    f.add_argument("--batch", type=int, default=16)
+    f.add_argument("--layers", type=int, default=16)
+    f.add_argument("--bins", type=int, default=8)
+    f.add_argument("--hidden", type=int, nargs="+", default=[16, 16])
+    f.add_argument("--precision", choices=["double", "single"], default="double")
+    f.add_argument("--backend", choices=["numpy", "cupy"], default="numpy",
+                   help="cupy: the flow runs on CUDA")
+    f.add_argument("--threads", type=int, default=1, help="torch threads per rank")
+    f.add_argument("--seconds", type=float, default=3.0, help="time budget per timing")
+    f.add_argument("--cost-dims", default="8,8", help="lattice of the flow-vs-HMC comparison")
+    f.add_argument("--model", default="", help="a trained model file for the comparison "
+                   "(else the flow is trained for --train-steps)")
+    f.add_argument("--train-steps", type=int, default=300)
+    f.add_argument("--lr", type=float, default=2e-3)
+    f.add_argument("--proposals", type=int, default=2000, help="0: skip the comparison")
+    f.add_argument("--trajectories", type=int, default=1000)
+    f.add_argument("--hmc-steps", type=int, default=8)
+    f.add_argument("--hmc-thermalize", type=int, default=100)
     return p
 
 
@@ -163,6 +186,8 @@ def main(argv=None) -> int:
                 from .bench.dslash import run
             elif args.benchmark == "cg":
                 from .bench.cg import run
+            elif args.benchmark == "flow":
+                from .bench.flow import run
             else:
                 from .bench.plaquette import run
             result = run(args, comm)

@@ -299,6 +299,8 @@ class FlowJob(JobType):
         out = {}
         if len(lw) >= 2:
             out["ess"] = ess_and_error(lw)
+        if self.group.N == 1 and self.lattice.ndim == 2 and len(lw) >= 2:
+            out["exact"] = exact_comparison(records, self.beta, self.lattice.volume)
         if self.history["loss"]:
             tail = self.history["loss"][-min(50, len(self.history["loss"])):]
             out["train_loss_last"] = float(np.mean(tail))
@@ -328,6 +330,22 @@ class FlowJob(JobType):
                          f"beta={self.beta}")
         except ImportError:
             self.log.warning("matplotlib is not installed: no training.png")
+
+
+def exact_comparison(records, beta: float, volume: int) -> dict:
+    """2D U(1): the exact finite-volume plaquette and ``<Q^2>`` (:mod:`lattice_hpc.gauge.exact_u1`)
+    and the chain's deviation from them in units of its (Gamma-method) error."""
+    from ..analysis import gamma_method
+    from ..gauge import exact_u1
+
+    exact = {"plaquette": exact_u1.plaquette(beta, volume),
+             "topological_charge_sq": exact_u1.topological_susceptibility(beta, volume)[0]}
+    out = {}
+    for k, v in exact.items():
+        g = gamma_method(np.array([r[k] for r in records], dtype=np.float64))
+        out[k] = {"exact": v, "chain": [g.value, g.error], "tau_int": g.tau_int,
+                  "deviation_sigma": (g.value - v) / g.error if g.error > 0 else None}
+    return out
 
 
 def ess_and_error(log_w: np.ndarray, bins: int = 20) -> list:
