@@ -225,9 +225,11 @@ class FlowJob(JobType):
     # -- steps ------------------------------------------------------------------------------------
     def step(self, n: int, m: int | None) -> dict | None:
         if n < self.train_steps:
+            t = time.perf_counter()
             d = self.trainer.step(n)
+            d["seconds"] = time.perf_counter() - t  # of this step (the history's cost of training)
             for k in self.history:
-                self.history[k].append(d.get(k, round(time.perf_counter() - self.t0, 4)))
+                self.history[k].append(d[k])
             self._last = d
             if n == self.train_steps - 1:
                 self._finish_training()

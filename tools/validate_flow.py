@@ -1,0 +1,191 @@
+#!/usr/bin/env python3
+"""Validation runs of the flows (issue 12), rerunnable by anyone; writes one JSON file of results.
+
+    python tools/validate_flow.py [--only u1_L8,u1_L16,su3] [--np 1] [--out FILE] [--report-only]
+
+Each run is ``mpirun -n NP lattice-hpc run validation/flow/JOB.toml``; the runs are resumable
+(run the script again and every run continues from its checkpoint), so a validation longer than a
+session is continued in the next one.  ``--report-only`` only reads what the run directories hold.
+
+- ``u1_L8``: 2D U(1), L = 8, beta = 2 (u1_L8_b2.toml): plaquette and <Q^2> of the flow chain
+  against the exact finite-volume values (:mod:`lattice_hpc.gauge.exact_u1`), Gamma-method errors,
+  within 2 sigma; acceptance (goal >= 0.5);
+- ``u1_L16``: 2D U(1), L = 16, beta = 2, 4, 6: flow chain (u1_L16_b*.toml) and HMC
+  (hmc_u1_L16_b*.toml): acceptance, ESS, tau_int(Q), cost per independent Q sample (seconds per
+  step times 2 tau_int; the flow with and without its training time spread over its independent
+  samples);
+- ``su3``: 4D SU(3), 4^4, beta = 1 and 2: flow chain (su3_4444_b*.toml) against the heatbath
+  (quenched_su3_4444_b*.toml), plaquette within 2 combined sigma.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import os
+import platform
+import socket
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+VAL = os.path.join(ROOT, "validation", "flow")
+sys.path.insert(0, ROOT)
+
+import numpy as np  # noqa: E402
+
+from lattice_hpc.analysis import gamma_method  # noqa: E402
+from lattice_hpc.gauge import exact_u1  # noqa: E402
+
+
+def run(job: str, np_: int, report_only: bool) -> str:
+    path = os.path.join(VAL, job + ".toml")
+    if not report_only:
+        cmd = (["mpirun", "-n", str(np_)] if np_ > 1 else []) + ["lattice-hpc", "run", path]
+        subprocess.run(cmd, cwd=ROOT, check=True)
+    return os.path.join(VAL, "runs", _name(path))
+
+
+def _name(path: str) -> str:
+    import tomllib
+
+    with open(path, "rb") as fh:
+        return tomllib.load(fh)["job"]["name"]
+
+
+def records(run_dir: str) -> list:
+    try:
+        with open(os.path.join(run_dir, "records.jsonl")) as fh:
+            return [json.loads(ln) for ln in fh if ln.strip()]
+    except FileNotFoundError:
+        return []
+
+
+def gamma(recs, key):
+    x = np.array([r[key] for r in recs if key in r], dtype=np.float64)
+    if len(x) < 20:
+        return None
+    g = gamma_method(x)
+    return {"value": g.value, "error": g.error, "tau_int": g.tau_int, "dtau_int": g.dtau_int, "n": len(x)}
+
+
+def seconds_per_step(recs) -> float | None:
+    """Median time between consecutive records of one segment (records carry the seconds since
+    the start of their segment)."""
+    t = np.array([r["seconds"] for r in recs], dtype=np.float64)
+    s = np.array([r["step"] for r in recs], dtype=np.float64)
+    d = np.diff(t) / np.maximum(np.diff(s), 1)
+    d = d[d > 0]
+    return float(np.median(d)) if len(d) else None
+
+
+def training_seconds(run_dir: str) -> float | None:
+    try:
+        with open(os.path.join(run_dir, "training.json")) as fh:
+            h = json.load(fh)
+    except FileNotFoundError:
+        return None
+    s = np.asarray(h["seconds"], dtype=np.float64)
+    # per-step durations (cumulative per segment in runs made before they were recorded per step)
+    if len(s) > 2 and np.all(np.diff(s[: min(len(s), 50)]) > 0) and s[-1] > 10 * np.median(s):
+        return float(s[-1])
+    return float(s.sum())
+
+
+def flow_summary(run_dir: str) -> dict:
+    recs = records(run_dir)
+    out = {"run_dir": os.path.relpath(run_dir, ROOT), "measurements": len(recs)}
+    if not recs:
+        return out
+    lw = np.array([r["log_w"] for r in recs])
+    w = np.exp(lw - lw.max())
+    out.update({"acceptance": float(np.mean([r["accepted"] for r in recs])),
+                "ess": float(w.sum() ** 2 / (len(w) * (w * w).sum())),
+                "plaquette": gamma(recs, "plaquette"), "Q2": gamma(recs, "topological_charge_sq"),
+                "Q": gamma(recs, "topological_charge"),
+                "seconds_per_proposal": seconds_per_step(recs),
+                "training_seconds": training_seconds(run_dir)})
+    return out
+
+
+def u1_L8(np_, report_only):
+    rd = run("u1_L8_b2", np_, report_only)
+    s = flow_summary(rd)
+    if s["measurements"]:
+        ex = {"plaquette": exact_u1.plaquette(2.0, 64), "Q2": exact_u1.topological_susceptibility(2.0, 64)[0]}
+        for k, v in ex.items():
+            g = s[k]
+            s[k]["exact"] = v
+            s[k]["deviation_sigma"] = (g["value"] - v) / g["error"]
+        s["pass"] = bool(all(abs(s[k]["deviation_sigma"]) < 2 for k in ex)
+                         and s["measurements"] >= 20000)
+        s["acceptance_goal_0.5_met"] = s["acceptance"] >= 0.5
+    return s
+
+
+def u1_L16(np_, report_only):
+    out = {}
+    for b in (2, 4, 6):
+        f = flow_summary(run(f"u1_L16_b{b}", np_, report_only))
+        hd = run(f"hmc_u1_L16_b{b}", np_, report_only)
+        hr = records(hd)
+        h = {"measurements": len(hr)}
+        if hr:
+            h.update({"acceptance": float(np.mean([r["accepted"] for r in hr])),
+                      "plaquette": gamma(hr, "plaquette"),
+                      "Q": gamma(hr, "topological_charge"),
+                      "seconds_per_trajectory": seconds_per_step(hr)})
+        row = {"flow": f, "hmc": h, "exact_plaquette": exact_u1.plaquette(float(b), 256),
+               "exact_Q2": exact_u1.topological_susceptibility(float(b), 256)[0]}
+        if f.get("Q") and h.get("Q") and f.get("seconds_per_proposal") and h.get("seconds_per_trajectory"):
+            cf = f["seconds_per_proposal"] * 2 * f["Q"]["tau_int"]
+            ch = h["seconds_per_trajectory"] * 2 * h["Q"]["tau_int"]
+            indep = f["measurements"] / (2 * f["Q"]["tau_int"])
+            cft = cf + (f["training_seconds"] or 0) / indep
+            row.update({"tau_int_ratio_hmc_over_flow": h["Q"]["tau_int"] / f["Q"]["tau_int"],
+                        "cost_flow": cf, "cost_flow_with_training": cft, "cost_hmc": ch,
+                        "hmc_over_flow": ch / cf, "hmc_over_flow_with_training": ch / cft})
+        out[f"beta{b}"] = row
+    return out
+
+
+def su3(np_, report_only):
+    out = {}
+    for b in ("1.0", "2.0"):
+        f = flow_summary(run(f"su3_4444_b{b}", np_, report_only))
+        hr = records(run(f"quenched_su3_4444_b{b}", np_, report_only))
+        hb = gamma(hr, "plaquette")
+        row = {"flow": f, "heatbath_plaquette": hb}
+        if f.get("plaquette") and hb:
+            d = f["plaquette"]["value"] - hb["value"]
+            row["deviation_sigma"] = d / math.hypot(f["plaquette"]["error"], hb["error"])
+            row["pass"] = abs(row["deviation_sigma"]) < 2
+        out[f"beta{b}"] = row
+    return out
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--only", default="u1_L8,u1_L16,su3")
+    p.add_argument("--np", type=int, default=1)
+    p.add_argument("--out", default=None)
+    p.add_argument("--report-only", action="store_true")
+    a = p.parse_args()
+    res = {"machine": f"{socket.gethostname()} ({platform.processor() or platform.machine()}, "
+                      f"{os.cpu_count()} cores)", "date": datetime.date.today().isoformat(),
+           "np": a.np}
+    for part in a.only.split(","):
+        res[part] = {"u1_L8": u1_L8, "u1_L16": u1_L16, "su3": su3}[part](a.np, a.report_only)
+    text = json.dumps(res, indent=1)
+    print(text)
+    out = a.out or os.path.join(ROOT, "bench", "results",
+                                f"validation_flow_{'_'.join(a.only.split(','))}_cpu-{os.cpu_count()}core_{res['date']}.json")
+    with open(out, "w") as fh:
+        fh.write(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
