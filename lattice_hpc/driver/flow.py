@@ -11,7 +11,11 @@ current ``log w`` and observables, and the step; a run killed at any point resum
 on the same process grid.
 
 Records (one per measured proposal): ``step``, ``proposal``, ``accepted``, ``log_w`` (of the
-proposal, ``log p - log q`` up to ``log Z``), and the observables of the chain's current field:
+proposal, ``log p - log q`` up to ``log Z``), and the observables of the chain's current field.
+In a composite chain (``sample.heatbath_every``) a heatbath step's record has ``heatbath: true``
+and no ``accepted``/``log_w``; the heatbath changes the field, whose ``log q`` the inverse flow
+then gives, so the next proposal's Metropolis test is exact (each kernel preserves ``exp(-S)``).
+Observables:
 ``plaquette`` (and its spatial/temporal parts), for 2D U(1) ``topological_charge`` and
 ``topological_charge_sq``.  The summary adds ``ess``: the effective sample size per proposal of
 the reweighting, ``(sum w)^2 / (N sum w^2)``, with a jackknife error.
@@ -30,7 +34,9 @@ Keys (beyond :data:`.config.COMMON`), defaults in brackets::
              learning rate halves; 0: constant), clip [0.0] (gradient-norm clipping; 0: off),
              seed [1] (weight initialisation and the training prior draws)
     [sample] thermalize [0], measure [1000], every [1], batch [64] (proposals made at once),
-             seed [2] (proposals and accept/reject)
+             seed [2] (proposals and accept/reject), heatbath_every [0] (a composite chain: after
+             every N proposals one heatbath sweep and ``overrelax`` [0] overrelaxation sweeps of
+             the chain's field; 0: flow proposals only)
 
 ``update.*`` keys do not apply (except ``update.start``, the field checkpointed before the first
 proposal).  The flow runs on the backend's device (``backend.name = "cupy"`` puts it on CUDA) in
@@ -69,11 +75,12 @@ class FlowJob(JobType):
                   "seed": Key(1, int, ">=0")},
         "sample": {"thermalize": Key(0, int, ">=0"), "measure": Key(1000, int, ">=1"),
                    "every": Key(1, int, ">=1"), "batch": Key(64, int, ">=1"),
-                   "seed": Key(2, int, ">=0")},
+                   "seed": Key(2, int, ">=0"), "heatbath_every": Key(0, int, ">=0"),
+                   "overrelax": Key(0, int, ">=0")},
     }
     chain_keys = {"flow": ARCH + ("model",),
                   "train": ("steps", "batch", "lr", "warmup", "halflife", "clip", "seed"),
-                  "sample": ("thermalize", "every", "seed")}
+                  "sample": ("thermalize", "every", "seed", "heatbath_every", "overrelax")}
     observables = ("accepted", "log_w", "plaquette", "plaquette_spatial", "plaquette_temporal",
                    "topological_charge", "topological_charge_sq")
 
@@ -244,8 +251,40 @@ class FlowJob(JobType):
                      "precision": self.fl.precision})
         self._write_history()
 
+    def _heatbath(self, i: int, n: int, m: int | None) -> dict | None:
+        """Sampling step ``i`` of a composite chain: heatbath (+ overrelaxation) of the field."""
+        import torch
+
+        from ..flows.mcmc import log_weights, observables
+        from ..update import heatbath_sweep, overrelax_sweep
+
+        U = self.field
+        U.refresh()
+        heatbath_sweep(U, self.beta, self.metro.rng, i)
+        for _ in range(self.cfg["sample"]["overrelax"]):
+            overrelax_sweep(U, self.beta)
+        cur = self._tensor_of(U)
+        with torch.no_grad():
+            log_q = self.flow.log_q(cur.unsqueeze(0))
+        lw = float(log_weights(self.fl, self.group, cur.unsqueeze(0), log_q, self.beta)[0])
+        if not math.isfinite(lw):
+            raise FlowError(f"heatbath step {i}: the log-weight of the new field is {lw}")
+        self.metro.log_w = lw
+        self.current, self._field_of = cur, cur
+        self.current_obs = {k: float(v[0]) for k, v in observables(self.fl, self.group,
+                                                                   cur.unsqueeze(0)).items()}
+        self._last = {"accepted": True, "log_w": lw, "heatbath": True}
+        if m is None:
+            return None
+        return {"step": n, "proposal": i, "heatbath": True,
+                "seconds": round(time.perf_counter() - self.t0, 4), **self.current_obs}
+
     def _sample(self, i: int, n: int, m: int | None) -> dict | None:
         import torch
+
+        hb = self.cfg["sample"]["heatbath_every"]
+        if hb and i % (hb + 1) == hb:
+            return self._heatbath(i, n, m)
 
         from ..flows.mcmc import log_weights, observables
         from ..flows.prior import haar_sample
@@ -314,7 +353,8 @@ class FlowJob(JobType):
         if n < self.train_steps:
             return (f"train loss {d.get('loss', float('nan')):.4f}  ESS {d.get('ess', float('nan')):.3f}"
                     f"  acc~ {d.get('acceptance_estimate', float('nan')):.3f}  lr {d.get('lr', 0):.2e}")
-        return (f"sample {'accept' if d.get('accepted') else 'reject'}  log_w {d.get('log_w', 0):.3f}"
+        what = "heatbath" if d.get("heatbath") else "accept" if d.get("accepted") else "reject"
+        return (f"sample {what}  log_w {d.get('log_w', 0):.3f}"
                 f"  plaquette {self.current_obs.get('plaquette', float('nan')):.6f}")
 
     # -- the training history (rank 0 writes) --------------------------------------------------------
