@@ -133,3 +133,20 @@ def test_bench_cg_reports_solves_next_to_the_bare_operator():
         assert r["true_residual"] < (1e-10 if precision == "double" else 1e-5)
         assert r["iterations"] > 0 and 0 < r["ratio"]
     assert runs[("double", "mixed")]["restarts"] >= 2
+
+
+def test_bench_flow_reports_scaling_memory_and_cost_against_hmc():
+    proc = _cli(["bench", "flow", "--local-dims", "4,4", "--batch", "4", "--layers", "8",
+                 "--hidden", "4", "--seconds", "0.2", "--cost-dims", "4,4", "--train-steps", "3",
+                 "--proposals", "40", "--trajectories", "30", "--hmc-thermalize", "2"], np=2)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    ws = out["weak_scaling"]
+    assert ws["global_dims"] == [4, 8] and out["grid"] == [1, 2]
+    for side in ("one_rank", "all_ranks"):
+        assert ws[side]["seconds_per_train_step"] > 0 and ws[side]["proposals_per_second"] > 0
+    # one sample split over two ranks: each saves about half the activations for the backward
+    assert 0.4 < out["memory"]["ratio"] < 0.7 and out["memory"]["ideal_ratio"] == 0.5
+    c = out["cost_per_independent_sample"]
+    assert c["flow"]["proposals"] >= 40 and c["hmc"]["trajectories"] == 30
+    assert c["hmc_over_flow"] > 0 and c["flow"]["tau_int_Q"] >= 0.5

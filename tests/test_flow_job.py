@@ -130,7 +130,8 @@ def test_a_trained_model_is_reused_and_a_mismatch_is_refused(tmp_path, reference
     assert 0 < out["acceptance"][0] <= 1 and _weights(rd).keys() == _weights(ref_dir).keys()
     assert all(np.array_equal(_weights(rd)[k], _weights(ref_dir)[k]) for k in _weights(rd))
     for sets, what in ((["flow.layers=4"], "layers: model 8, job 4"),
-                       (["flow.bins=5"], "bins: model 4, job 5")):
+                       (["flow.bins=5"], "bins: model 4, job 5"),
+                       (["lattice.dims=[8,4]"], "dims: model [4, 4], job [8, 4]")):
         job2, rd2 = _job(tmp_path, "bad" + sets[0][5:9], steps=0, model=model)
         proc = _run(job2, ok=False, sets=sets)
         assert proc.returncode == 2 and what in proc.stderr, proc.stderr[-2000:]
