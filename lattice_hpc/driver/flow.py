@@ -348,6 +348,9 @@ class FlowJob(JobType):
             out["train_steps_done"] = len(self.history["loss"])
         return out
 
+    def phase(self, n: int) -> str:
+        return "training" if n < self.train_steps else "thermalizing"
+
     def progress(self, n: int, rec: dict | None) -> str:
         d = getattr(self, "_last", None) or {}
         if n < self.train_steps:

@@ -127,6 +127,10 @@ class JobType(abc.ABC):
         reweighting's effective sample size)."""
         return {}
 
+    def phase(self, n: int) -> str:
+        """What an unmeasured step ``n`` before the measurements does, for the log line."""
+        return "thermalizing"
+
     def progress(self, n: int, rec: dict | None) -> str:
         """Collective: the part of the log line after step ``n`` that describes the chain."""
         return ""
