@@ -25,7 +25,7 @@ def randomise(flow, seed=0, scale=0.2):
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for p in flow.parameters():
-            p.add_(scale * torch.randn(p.shape, generator=g, dtype=p.dtype))
+            p.add_(scale * torch.randn(p.shape, generator=g, dtype=p.dtype).to(p.device))
     return flow
 
 
