@@ -198,3 +198,15 @@ def test_composite_chain_interleaves_heatbath_and_resumes_exactly(tmp_path):
     for a, b in zip(recs, recs[1:]):
         if b.get("heatbath"):
             assert b["plaquette"] != a["plaquette"]
+
+
+def test_a_run_killed_on_one_rank_resumes_on_two_to_rounding(tmp_path, reference):
+    """Killed during sampling on one rank, resumed on a 1x2 grid: the same chain, to rounding."""
+    _, ref_dir = reference
+    job, rd = _job(tmp_path, "regrid")
+    proc = _run(job, env={"LATTICE_HPC_FAULT": "kill:step:11"}, ok=False)
+    assert proc.returncode != 0
+    _run(job, np_=2, sets=["lattice.grid=1,2"])
+    ra, rb = run_records(rd), run_records(ref_dir)
+    assert [r["accepted"] for r in ra] == [r["accepted"] for r in rb]
+    assert max(abs(x["plaquette"] - y["plaquette"]) for x, y in zip(ra, rb)) < 1e-12
