@@ -73,13 +73,13 @@ def gamma(recs, key):
 
 
 def seconds_per_step(recs) -> float | None:
-    """Median time between consecutive records of one segment (records carry the seconds since
-    the start of their segment)."""
+    """Mean seconds per step over the records (records carry the seconds since the start of
+    their segment; the gaps between segments are left out)."""
     t = np.array([r["seconds"] for r in recs], dtype=np.float64)
     s = np.array([r["step"] for r in recs], dtype=np.float64)
-    d = np.diff(t) / np.maximum(np.diff(s), 1)
-    d = d[d > 0]
-    return float(np.median(d)) if len(d) else None
+    dt, ds = np.diff(t), np.diff(s)
+    keep = dt >= 0
+    return float(dt[keep].sum() / ds[keep].sum()) if keep.any() and ds[keep].sum() > 0 else None
 
 
 def training_seconds(run_dir: str) -> float | None:
@@ -89,8 +89,9 @@ def training_seconds(run_dir: str) -> float | None:
     except FileNotFoundError:
         return None
     s = np.asarray(h["seconds"], dtype=np.float64)
-    # per-step durations (cumulative per segment in runs made before they were recorded per step)
-    if len(s) > 2 and np.all(np.diff(s[: min(len(s), 50)]) > 0) and s[-1] > 10 * np.median(s):
+    # per-step durations; runs made before 2026-12-01 12:20 recorded the seconds since the start
+    # of the segment instead (monotone)
+    if len(s) > 10 and np.all(np.diff(s) >= 0):
         return float(s[-1])
     return float(s.sum())
 
