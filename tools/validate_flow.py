@@ -9,7 +9,8 @@ session is continued in the next one.  ``--report-only`` only reads what the run
 
 - ``u1_L8``: 2D U(1), L = 8, beta = 2 (u1_L8_b2.toml): plaquette and <Q^2> of the flow chain
   against the exact finite-volume values (:mod:`lattice_hpc.gauge.exact_u1`), Gamma-method errors,
-  within 2 sigma; acceptance (goal >= 0.5);
+  within 2 sigma; acceptance (goal >= 0.5); ``u1_L8_ft``: the same for its flow trained further
+  (u1_L8_b2_ft.toml, from validation/flow/models/u1_L8_b2.h5);
 - ``u1_L16``: 2D U(1), L = 16, beta = 2, 4, 6: flow chain (u1_L16_b*.toml) and HMC
   (hmc_u1_L16_b*.toml): acceptance, ESS, tau_int(Q), cost per independent Q sample (seconds per
   step times 2 tau_int; the flow with and without its training time spread over its independent
@@ -112,8 +113,8 @@ def flow_summary(run_dir: str) -> dict:
     return out
 
 
-def u1_L8(np_, report_only):
-    rd = run("u1_L8_b2", np_, report_only)
+def u1_L8(np_, report_only, job="u1_L8_b2"):
+    rd = run(job, np_, report_only)
     s = flow_summary(rd)
     if s["measurements"]:
         ex = {"plaquette": exact_u1.plaquette(2.0, 64), "Q2": exact_u1.topological_susceptibility(2.0, 64)[0]}
@@ -179,7 +180,8 @@ def main():
                       f"{os.cpu_count()} cores)", "date": datetime.date.today().isoformat(),
            "np": a.np}
     for part in a.only.split(","):
-        res[part] = {"u1_L8": u1_L8, "u1_L16": u1_L16, "su3": su3}[part](a.np, a.report_only)
+        res[part] = {"u1_L8": u1_L8, "u1_L8_ft": lambda n, r: u1_L8(n, r, "u1_L8_b2_ft"),
+                     "u1_L16": u1_L16, "su3": su3}[part](a.np, a.report_only)
     text = json.dumps(res, indent=1)
     print(text)
     out = a.out or os.path.join(ROOT, "bench", "results",

@@ -423,6 +423,12 @@ def plot_history(history: dict, path: str, title: str) -> None:
     if len(loss) >= 20:
         k = max(len(loss) // 50, 5)
         ax[0].plot(steps[k - 1:], np.convolve(loss, np.ones(k) / k, "valid"), label=f"mean of {k}")
+    if len(loss) >= 40:  # the first steps fall by orders of magnitude more than the rest
+        tail = loss[len(loss) // 20:]
+        tail = tail[np.isfinite(tail)]
+        if len(tail):
+            lo, hi = float(tail.min()), float(np.percentile(tail, 99))
+            ax[0].set_ylim(lo - 0.1 * (hi - lo + 1e-9), hi + 0.1 * (hi - lo + 1e-9))
     ax[0].set_xlabel("training step")
     ax[0].set_ylabel("loss = E[log q + S]")
     ax[0].legend()
