@@ -76,6 +76,8 @@ def gamma(recs, key):
 def seconds_per_step(recs) -> float | None:
     """Mean seconds per step over the records (records carry the seconds since the start of
     their segment; the gaps between segments are left out)."""
+    if isinstance(recs[0].get("seconds"), dict):  # HMC records: the time of each trajectory
+        return float(np.mean([r["seconds"]["total"] for r in recs]))
     t = np.array([r["seconds"] for r in recs], dtype=np.float64)
     s = np.array([r["step"] for r in recs], dtype=np.float64)
     dt, ds = np.diff(t), np.diff(s)
