@@ -139,6 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--layers", type=int, default=16)
     f.add_argument("--bins", type=int, default=8)
     f.add_argument("--hidden", type=int, nargs="+", default=[16, 16])
+    f.add_argument("--kernel-shape", choices=["cube", "cross"], default="cube")
     f.add_argument("--precision", choices=["double", "single"], default="double")
     f.add_argument("--backend", choices=["numpy", "cupy"], default="numpy",
                    help="cupy: the flow runs on CUDA")

@@ -14,10 +14,12 @@ from lattice_hpc.groups import get_group
 from lattice_hpc.rng import CounterRNG
 
 
-def arch(group, dims, layers=None, kernel="spline", bins=4, hidden=(4,), kernel_size=3):
+def arch(group, dims, layers=None, kernel="spline", bins=4, hidden=(4,), kernel_size=3,
+         kernel_shape="cube"):
     nd = len(dims)
     return {"group": group, "dims": list(dims), "layers": layers or 4 * nd, "kernel": kernel,
-            "bins": bins, "hidden": list(hidden), "kernel_size": kernel_size}
+            "bins": bins, "hidden": list(hidden), "kernel_size": kernel_size,
+            "kernel_shape": kernel_shape}
 
 
 def randomise(flow, seed=0, scale=0.2):

@@ -210,3 +210,17 @@ def test_a_run_killed_on_one_rank_resumes_on_two_to_rounding(tmp_path, reference
     ra, rb = run_records(rd), run_records(ref_dir)
     assert [r["accepted"] for r in ra] == [r["accepted"] for r in rb]
     assert max(abs(x["plaquette"] - y["plaquette"]) for x, y in zip(ra, rb)) < 1e-12
+
+
+def test_a_key_added_later_counts_as_its_default_when_a_run_resumes():
+    """Run directories written before ``flow.kernel_shape`` existed resume (it was ``cube``)."""
+    import copy
+
+    from lattice_hpc.driver.config import chain_changes, load_config
+
+    new = load_config(os.path.join(os.path.dirname(__file__), "..", "jobs", "flow_u1_b2.0_8x8.toml"))
+    old = copy.deepcopy(new)
+    del old["flow"]["kernel_shape"]
+    assert chain_changes(old, new) == []
+    new["flow"]["kernel_shape"] = "cross"
+    assert chain_changes(old, new) == ["flow.kernel_shape: 'cube' -> 'cross'"]

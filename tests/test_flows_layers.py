@@ -61,11 +61,13 @@ def _sun_coordinates(flow, U0, N):
     return flow(base)[1][0].item(), torch.linalg.slogdet(J)[1].item()
 
 
-@pytest.mark.parametrize("group,dims,layers", [("SU2", (4, 4), 2), ("SU3", (4, 4), 1),
-                                               ("SU2", (2, 4, 2, 2), 1)])
-def test_sun_layers_logdet_equals_autograd_and_inverts(group, dims, layers):
+@pytest.mark.parametrize("group,dims,layers,shape", [("SU2", (4, 4), 2, "cube"),
+                                                     ("SU3", (4, 4), 1, "cube"),
+                                                     ("SU2", (2, 4, 2, 2), 1, "cube"),
+                                                     ("SU2", (2, 4, 2, 2), 1, "cross")])
+def test_sun_layers_logdet_equals_autograd_and_inverts(group, dims, layers, shape):
     N = int(group[2:])
-    fl, flow = serial_flow(group, dims, layers=layers, hidden=(4,))
+    fl, flow = serial_flow(group, dims, layers=layers, hidden=(4,), kernel_shape=shape)
     U0 = prior(fl, group)
     ours, exact = _sun_coordinates(flow, U0, N)
     assert abs(ours - exact) < 1e-10
@@ -79,12 +81,13 @@ def test_sun_layers_logdet_equals_autograd_and_inverts(group, dims, layers):
     assert (torch.linalg.det(U) - 1).abs().max() < 1e-12
 
 
-@pytest.mark.parametrize("group,dims", [("U1", (8, 8)), ("SU2", (4, 4)), ("SU3", (4, 4)),
-                                        ("SU3", (4, 4, 4, 4))])
-def test_flows_are_gauge_equivariant(group, dims):
+@pytest.mark.parametrize("group,dims,shape", [("U1", (8, 8), "cube"), ("SU2", (4, 4), "cube"),
+                                              ("SU3", (4, 4), "cube"), ("SU3", (4, 4, 4, 4), "cube"),
+                                              ("U1", (8, 8), "cross"), ("SU3", (4, 4, 4, 4), "cross")])
+def test_flows_are_gauge_equivariant(group, dims, shape):
     N = 1 if group == "U1" else int(group[2:])
     nd = len(dims)
-    fl, flow = serial_flow(group, dims, layers=4 * nd if nd == 2 else 4)
+    fl, flow = serial_flow(group, dims, layers=4 * nd if nd == 2 else 4, kernel_shape=shape)
     z = prior(fl, group)
     g = random_gauge(fl, group)
     U, ld = flow(z)
@@ -96,8 +99,9 @@ def test_flows_are_gauge_equivariant(group, dims):
     assert ld.abs().min() > 1e-3
 
 
-def test_translation_equivariance_by_the_mask_period():
-    fl, flow = serial_flow("U1", (8, 8), layers=8)
+@pytest.mark.parametrize("shape", ["cube", "cross"])
+def test_translation_equivariance_by_the_mask_period(shape):
+    fl, flow = serial_flow("U1", (8, 8), layers=8, kernel_shape=shape)
     z = prior(fl, "U1")
     U, ld = flow(z)
     for mu, s in ((0, 4), (1, 4)):

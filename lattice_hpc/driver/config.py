@@ -239,16 +239,21 @@ def chain_keys_of(job_type) -> dict:
 
 
 def chain_changes(old: dict, new: dict) -> list[str]:
-    """The chain keys (of ``new``'s job type) whose values differ between two configurations."""
+    """The chain keys (of ``new``'s job type) whose values differ between two configurations
+    (a key missing from ``old``, added to the schema later, counts as its default)."""
     from .jobtypes import JOB_TYPES
 
     kind = new.get("job", {}).get("type")
     if old.get("job", {}).get("type") != kind:
         return [f"job.type: {old.get('job', {}).get('type')!r} -> {kind!r}"]
     out = []
+    schema = schema_of(JOB_TYPES[kind])
     for section, keys in chain_keys_of(JOB_TYPES[kind]).items():
         for key in keys:
-            a = old.get(section, {}).get(key)
+            # a key added after ``old`` was written has the value that ``old`` ran with: its default
+            spec = schema.get(section, {}).get(key)
+            default = None if spec is None or spec.default is REQUIRED else spec.default
+            a = old.get(section, {}).get(key, default)
             b = new.get(section, {}).get(key)
             if a != b:
                 out.append(f"{section}.{key}: {a!r} -> {b!r}")

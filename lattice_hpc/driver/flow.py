@@ -28,7 +28,9 @@ when training ends and at every checkpoint during training.
 Keys (beyond :data:`.config.COMMON`), defaults in brackets::
 
     [flow]   layers [16] (coupling layers; 4*ndim change every link once), kernel ["spline"]
-             (U(1): spline | ncp), bins [8], hidden [[16, 16]], kernel_size [3],
+             (U(1): spline | ncp), bins [8], hidden [[16, 16]], kernel_size [3], kernel_shape
+             ["cube"] (cube | cross: the centre and the nearest sites along each axis; 9 taps
+             instead of 81 in 4D),
              model [""] (a model file to start from; it must fit group, lattice and architecture)
     [train]  steps [1000], batch [64], lr [1e-3], warmup [0], halflife [0.0] (steps in which the
              learning rate halves; 0: constant), clip [0.0] (gradient-norm clipping; 0: off),
@@ -59,7 +61,7 @@ from ..rng import CounterRNG
 from .config import Key
 from .jobtype import JobType, Schedule
 
-ARCH = ("layers", "kernel", "bins", "hidden", "kernel_size")
+ARCH = ("layers", "kernel", "bins", "hidden", "kernel_size", "kernel_shape")
 
 
 class FlowJob(JobType):
@@ -68,7 +70,8 @@ class FlowJob(JobType):
     schema = {
         "flow": {"layers": Key(16, int, ">=1"), "kernel": Key("spline", str, ("spline", "ncp")),
                  "bins": Key(8, int, ">=1"), "hidden": Key([16, 16], list),
-                 "kernel_size": Key(3, int, ">=1"), "model": Key("", str)},
+                 "kernel_size": Key(3, int, ">=1"),
+                 "kernel_shape": Key("cube", str, ("cube", "cross")), "model": Key("", str)},
         "train": {"steps": Key(1000, int, ">=0"), "batch": Key(64, int, ">=1"),
                   "lr": Key(1e-3, float, ">0"), "warmup": Key(0, int, ">=0"),
                   "halflife": Key(0.0, float, ">=0"), "clip": Key(0.0, float, ">=0"),

@@ -13,7 +13,8 @@ The log-determinants are sums over sites: each rank returns its part, and
 Architecture (a dict, stored with the weights in the model file so that a model is rebuilt from
 the file alone): ``group`` (``U1``, ``SU2``, ``SU3``), ``dims``, ``layers`` (coupling layers;
 ``4 ndim`` change every link once), ``kernel`` (``spline`` or ``ncp``, U(1)), ``bins``,
-``hidden`` (channels of the context networks' hidden layers), ``kernel_size``.
+``hidden`` (channels of the context networks' hidden layers), ``kernel_size``, ``kernel_shape``
+(``cube`` or ``cross``, :mod:`.conv`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ from .masks import check_tiling, layer_masks
 from .sun import SUNLoopCoupling
 from .u1 import U1PlaquetteCoupling
 
-ARCH_KEYS = ("group", "dims", "layers", "kernel", "bins", "hidden", "kernel_size")
+ARCH_KEYS = ("group", "dims", "layers", "kernel", "bins", "hidden", "kernel_size", "kernel_shape")
+#: architecture keys added later, with the value that model files without them were made with
+ARCH_DEFAULTS = {"kernel_shape": "cube"}
 
 
 class GaugeFlow(torch.nn.Module):
@@ -38,7 +41,7 @@ class GaugeFlow(torch.nn.Module):
     def __init__(self, fl, arch: dict, seed: int = 0):
         super().__init__()
         self.fl = fl
-        self.arch = {k: arch[k] for k in ARCH_KEYS}
+        self.arch = {k: arch.get(k, ARCH_DEFAULTS.get(k)) for k in ARCH_KEYS}
         self.arch["dims"] = list(self.arch["dims"])
         self.arch["hidden"] = list(self.arch["hidden"])
         group = arch["group"]
@@ -48,10 +51,12 @@ class GaugeFlow(torch.nn.Module):
         g = torch.Generator().manual_seed(int(seed))
         hidden = tuple(arch["hidden"])
         if self.N == 1:
-            layers = [U1PlaquetteCoupling(fl, m, arch["kernel"], arch["bins"], hidden,
-                                          arch["kernel_size"], g) for m in masks]
+            layers = [U1PlaquetteCoupling(fl, m, self.arch["kernel"], self.arch["bins"], hidden,
+                                          self.arch["kernel_size"], g, self.arch["kernel_shape"])
+                      for m in masks]
         else:
-            layers = [SUNLoopCoupling(fl, self.N, m, arch["bins"], hidden, arch["kernel_size"], g)
+            layers = [SUNLoopCoupling(fl, self.N, m, self.arch["bins"], hidden,
+                                      self.arch["kernel_size"], g, self.arch["kernel_shape"])
                       for m in masks]
         self.layers = torch.nn.ModuleList(layers)
         self.to(device=fl.device)

@@ -72,6 +72,9 @@ def read_model(path: str, comm) -> tuple[dict, dict, dict]:
                     raise FlowError(f"{path}: not a lattice_hpc flow model file "
                                     f"(format {f.attrs.get('format')!r})")
                 arch = json.loads(f.attrs["architecture"])
+                from .model import ARCH_DEFAULTS
+
+                arch = {**ARCH_DEFAULTS, **arch}
                 info = {k: json.loads(v) for k, v in f.attrs.items()
                         if k not in ("format", "format_version", "architecture")}
                 weights = {}

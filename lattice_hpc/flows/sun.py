@@ -45,7 +45,7 @@ class SUNLoopCoupling(torch.nn.Module):
     """One SU(N) coupling layer (N = 2 or 3) for the mask ``mask``."""
 
     def __init__(self, fl, N: int, mask, bins: int = 8, hidden=(16, 16), kernel_size: int = 3,
-                 generator=None):
+                 generator=None, kernel_shape: str = "cube"):
         super().__init__()
         if N not in (2, 3):
             raise ValueError(f"SU(N) flows are implemented for N = 2 and 3, not {N}")
@@ -53,7 +53,7 @@ class SUNLoopCoupling(torch.nn.Module):
         self.planes = planes(fl.ndim)
         npar = 3 * bins + 1
         self.net = ContextNet(fl.grid, fl.ndim, 2 * len(self.planes) + 2, npar, hidden, kernel_size,
-                              fl.real, generator)
+                              fl.real, generator, kernel_shape)
         if N == 3:
             f = self.net.features + 7
             self.second = torch.nn.Sequential(torch.nn.Linear(f, 2 * f, dtype=fl.real),

@@ -37,7 +37,7 @@ class U1PlaquetteCoupling(torch.nn.Module):
     """One U(1) coupling layer for the mask ``mask`` (:class:`.masks.StripeMask`)."""
 
     def __init__(self, fl, mask, kernel: str = "spline", bins: int = 8, hidden=(16, 16),
-                 kernel_size: int = 3, generator=None):
+                 kernel_size: int = 3, generator=None, kernel_shape: str = "cube"):
         super().__init__()
         if kernel not in ("spline", "ncp"):
             raise ValueError(f"unknown U(1) kernel {kernel!r}: use spline or ncp")
@@ -45,7 +45,8 @@ class U1PlaquetteCoupling(torch.nn.Module):
         self.planes = planes(fl.ndim)
         c_in = 2 * len(self.planes) + 2
         c_out = 3 * bins if kernel == "spline" else 2 * bins + 1
-        self.net = ContextNet(fl.grid, fl.ndim, c_in, c_out, hidden, kernel_size, fl.real, generator)
+        self.net = ContextNet(fl.grid, fl.ndim, c_in, c_out, hidden, kernel_size, fl.real, generator,
+                              kernel_shape)
         dims = fl.lattice.dims
         self.register_buffer("active", fl.site_mask(mask.active), persistent=False)
         frozen = [fl.site_mask(lambda c, r=r, s=s: mask.frozen_plaquette(r, s, c, dims))
