@@ -112,7 +112,7 @@ def test_killed_flow_job_resumes_bit_identically(tmp_path, reference, kill_at):
 def test_other_grids_and_replicas_give_the_same_chain_to_rounding(tmp_path, reference, np_, grid):
     ref, ref_dir = reference
     job, rd = _job(tmp_path, f"g{np_}", grid=grid)
-    out = _run(job, np_=np_)
+    _run(job, np_=np_)
     ra, rb = run_records(rd), run_records(ref_dir)
     assert [r["accepted"] for r in ra] == [r["accepted"] for r in rb]
     for x, y in zip(ra, rb):

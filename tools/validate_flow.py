@@ -39,6 +39,7 @@ sys.path.insert(0, ROOT)
 import numpy as np  # noqa: E402
 
 from lattice_hpc.analysis import gamma_method  # noqa: E402
+from lattice_hpc.flows.train import ess_per_sample  # noqa: E402
 from lattice_hpc.gauge import exact_u1  # noqa: E402
 
 
@@ -104,10 +105,9 @@ def flow_summary(run_dir: str) -> dict:
     out = {"run_dir": os.path.relpath(run_dir, ROOT), "measurements": len(recs)}
     if not recs:
         return out
-    lw = np.array([r["log_w"] for r in recs])
-    w = np.exp(lw - lw.max())
-    out.update({"acceptance": float(np.mean([r["accepted"] for r in recs])),
-                "ess": float(w.sum() ** 2 / (len(w) * (w * w).sum())),
+    lw = np.array([r["log_w"] for r in recs if "log_w" in r])
+    out.update({"acceptance": float(np.mean([r["accepted"] for r in recs if "accepted" in r])),
+                "ess": ess_per_sample(lw),
                 "plaquette": gamma(recs, "plaquette"), "Q2": gamma(recs, "topological_charge_sq"),
                 "Q": gamma(recs, "topological_charge"),
                 "seconds_per_proposal": seconds_per_step(recs),

@@ -23,7 +23,6 @@ Three measurements in one run (run it under ``mpirun -n 2`` on this machine):
 
 from __future__ import annotations
 
-import math
 import time
 
 import numpy as np
@@ -58,7 +57,7 @@ def _setup(args, lat, device):
 def _propose(fl, flow, group, beta, batch):
     import torch
 
-    from ..flows.mcmc import log_weights, observables
+    from ..flows.mcmc import weigh
     from ..flows.prior import haar_sample
 
     counter = [0]
@@ -68,7 +67,7 @@ def _propose(fl, flow, group, beta, batch):
             z = haar_sample(fl, group, CounterRNG(2), ("bench", counter[0]), range(batch))
             U, log_q = flow.sample(z)
         counter[0] += 1
-        return log_weights(fl, group, U, log_q, beta), observables(fl, group, U)
+        return weigh(fl, group, U, log_q, beta)
     return fn
 
 

@@ -13,7 +13,8 @@ gradients of training:
   directions are padded one after the other, each over the already padded extent of the previous
   ones, so edges and corners arrive too (the slab scheme of :mod:`.halo`), and the backward of the
   composition is exact for them as well.
-- :func:`sum_over_ranks` -- the global sum of per-rank partial sums.  Forward: ``MPI_Allreduce``.
+- :func:`sum_over_ranks` -- the global sum of per-rank partial sums.  Forward: a reduction to
+  rank 0 and a broadcast (:func:`allreduce_tensor`: the same bits on every rank).
   Backward: the identity, which is exact when every rank goes on with the same function of the
   global sum (as the loss of a flow does): rank ``r``'s backward then yields the gradient of its
   own partial sum, and :func:`allreduce_gradients` adds the parameter gradients of all ranks.
@@ -33,10 +34,12 @@ First derivatives only (the backward is not itself differentiable across ranks).
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from .halo import _gpu_aware_mpi
-from .mpi import Communicator
+from .mpi import _OPS, Communicator
 
 
 def _torch():
@@ -45,28 +48,30 @@ def _torch():
     return torch
 
 
-def _to_buffer(t):
-    """A contiguous buffer that MPI can read or write (host NumPy, or a CUDA tensor)."""
+def _host(t):
+    """A contiguous host NumPy copy (or view) of tensor ``t``, for MPI (a CUDA tensor is
+    synchronised and copied to the host)."""
     t = t.detach().contiguous()
     if t.is_cuda:
         _torch().cuda.synchronize(t.device)
-        if _gpu_aware_mpi():  # pragma: no cover - GPU only
-            return t
         t = t.cpu()
     return t.numpy()
 
 
 def _exchange(grid, send, dest: int, source: int, tag: int):
-    """``MPI_Sendrecv`` of tensor ``send`` to ``dest``; returns the tensor received from ``source``."""
+    """``MPI_Sendrecv`` of tensor ``send`` to ``dest``; returns the tensor received from ``source``
+    (CUDA tensors go to MPI directly with a GPU-aware MPI, else through host memory)."""
     torch = _torch()
-    sbuf = _to_buffer(send)
-    if isinstance(sbuf, np.ndarray):
-        rbuf = np.empty_like(sbuf)
+    if send.is_cuda and _gpu_aware_mpi():  # pragma: no cover - GPU-aware MPI only
+        sbuf = send.detach().contiguous()
+        torch.cuda.synchronize(sbuf.device)
+        rbuf = torch.empty_like(sbuf)
         grid.sendrecv(sbuf, dest, rbuf, source, tag)
-        return torch.from_numpy(rbuf).to(send.device)
-    rbuf = torch.empty_like(sbuf)  # pragma: no cover - GPU-aware MPI only
-    grid.sendrecv(sbuf, dest, rbuf, source, tag)  # pragma: no cover
-    return rbuf  # pragma: no cover
+        return rbuf
+    sbuf = _host(send)
+    rbuf = np.empty_like(sbuf)
+    grid.sendrecv(sbuf, dest, rbuf, source, tag)
+    return torch.from_numpy(rbuf).to(send.device)
 
 
 def _tags(mu: int, backward: bool):
@@ -74,47 +79,55 @@ def _tags(mu: int, backward: bool):
     return base, base + 1
 
 
-class _PadPartitioned:
-    """Autograd function: pad axis ``ax`` (direction ``mu``, partitioned) by ``h`` from the neighbours."""
+@functools.cache
+def _functions():
+    """The autograd functions of this module, built on first use (so that importing
+    :mod:`lattice_hpc.comm` does not import torch)."""
+    torch = _torch()
 
-    _fn = None
+    class PadPartitioned(torch.autograd.Function):
+        """Pad axis ``ax`` (direction ``mu``, partitioned) by ``h`` sites from the neighbours."""
 
-    @classmethod
-    def get(cls):
-        if cls._fn is None:
-            torch = _torch()
+        @staticmethod
+        def forward(ctx, x, grid, mu, ax, h):
+            ctx.grid, ctx.mu, ctx.ax, ctx.h = grid, mu, ax, h
+            L = x.shape[ax]
+            up = [0] * grid.ndim
+            up[mu] = 1
+            r_up, r_down = grid.rank_at(up), grid.rank_at([-v for v in up])
+            ctx.ranks = r_up, r_down
+            t_hi, t_lo = _tags(mu, False)
+            # my top slab -> the block above; the block below's top slab -> my lower halo
+            lower = _exchange(grid, x.narrow(ax, L - h, h), r_up, r_down, t_hi)
+            upper = _exchange(grid, x.narrow(ax, 0, h), r_down, r_up, t_lo)
+            return torch.cat([lower, x, upper], dim=ax)
 
-            class Pad(torch.autograd.Function):
-                @staticmethod
-                def forward(ctx, x, grid, mu, ax, h):
-                    ctx.grid, ctx.mu, ctx.ax, ctx.h = grid, mu, ax, h
-                    L = x.shape[ax]
-                    up = [0] * grid.ndim
-                    up[mu] = 1
-                    r_up, r_down = grid.rank_at(up), grid.rank_at([-v for v in up])
-                    ctx.ranks = r_up, r_down
-                    t_hi, t_lo = _tags(mu, False)
-                    # my top slab -> the block above; the block below's top slab -> my lower halo
-                    lower = _exchange(grid, x.narrow(ax, L - h, h), r_up, r_down, t_hi)
-                    upper = _exchange(grid, x.narrow(ax, 0, h), r_down, r_up, t_lo)
-                    return torch.cat([lower, x, upper], dim=ax)
+        @staticmethod
+        def backward(ctx, g):
+            grid, ax, h = ctx.grid, ctx.ax, ctx.h
+            r_up, r_down = ctx.ranks
+            L = g.shape[ax] - 2 * h
+            t_hi, t_lo = _tags(ctx.mu, True)
+            # the gradient in my lower halo belongs to the block below's top slab, ...
+            to_top = _exchange(grid, g.narrow(ax, 0, h), r_down, r_up, t_hi)
+            to_bottom = _exchange(grid, g.narrow(ax, L + h, h), r_up, r_down, t_lo)
+            gx = g.narrow(ax, h, L).clone()
+            gx.narrow(ax, L - h, h).add_(to_top)
+            gx.narrow(ax, 0, h).add_(to_bottom)
+            return gx, None, None, None, None
 
-                @staticmethod
-                def backward(ctx, g):
-                    grid, ax, h = ctx.grid, ctx.ax, ctx.h
-                    r_up, r_down = ctx.ranks
-                    L = g.shape[ax] - 2 * h
-                    t_hi, t_lo = _tags(ctx.mu, True)
-                    # the gradient in my lower halo belongs to the block below's top slab, ...
-                    to_top = _exchange(grid, g.narrow(ax, 0, h), r_down, r_up, t_hi)
-                    to_bottom = _exchange(grid, g.narrow(ax, L + h, h), r_up, r_down, t_lo)
-                    gx = g.narrow(ax, h, L).clone()
-                    gx.narrow(ax, L - h, h).add_(to_top)
-                    gx.narrow(ax, 0, h).add_(to_bottom)
-                    return gx, None, None, None, None
+    class SumOverRanks(torch.autograd.Function):
+        """Forward: the sum over the ranks; backward: the identity."""
 
-            cls._fn = Pad
-        return cls._fn
+        @staticmethod
+        def forward(ctx, x, comm):
+            return allreduce_tensor(x, comm)
+
+        @staticmethod
+        def backward(ctx, g):
+            return g, None
+
+    return PadPartitioned, SumOverRanks
 
 
 def halo_pad(x, grid, depth: int, axis: int, directions=None):
@@ -141,29 +154,8 @@ def halo_pad(x, grid, depth: int, axis: int, directions=None):
         if grid.dims[mu] == 1:
             x = torch.cat([x.narrow(ax, L - depth, depth), x, x.narrow(ax, 0, depth)], dim=ax)
         else:
-            x = _PadPartitioned.get().apply(x, grid, mu, ax, depth)
+            x = _functions()[0].apply(x, grid, mu, ax, depth)
     return x
-
-
-class _SumOverRanks:
-    _fn = None
-
-    @classmethod
-    def get(cls):
-        if cls._fn is None:
-            torch = _torch()
-
-            class Sum(torch.autograd.Function):
-                @staticmethod
-                def forward(ctx, x, comm):
-                    return allreduce_tensor(x.detach(), comm)
-
-                @staticmethod
-                def backward(ctx, g):
-                    return g, None
-
-            cls._fn = Sum
-        return cls._fn
 
 
 def sum_over_ranks(x, comm: Communicator):
@@ -171,7 +163,7 @@ def sum_over_ranks(x, comm: Communicator):
     (backward: the identity; see the module docstring for why that is exact)."""
     if comm.size == 1:
         return x
-    return _SumOverRanks.get().apply(x, comm)
+    return _functions()[1].apply(x, comm)
 
 
 def allreduce_tensor(x, comm: Communicator, op: str = "sum"):
@@ -181,9 +173,7 @@ def allreduce_tensor(x, comm: Communicator, op: str = "sum"):
     torch = _torch()
     if comm.size == 1:
         return x.detach().clone()
-    from .mpi import _OPS
-
-    buf = np.ascontiguousarray(x.detach().cpu().numpy())
+    buf = np.ascontiguousarray(_host(x))
     out = np.empty_like(buf)
     comm.mpi.Reduce(buf, out, op=_OPS[op], root=0)
     comm.mpi.Bcast(out, root=0)
@@ -193,23 +183,16 @@ def allreduce_tensor(x, comm: Communicator, op: str = "sum"):
 def allreduce_gradients(parameters, comm: Communicator) -> None:
     """Collective: replace every parameter's ``.grad`` by its sum over the ranks of ``comm``.
 
-    One ``MPI_Allreduce`` of all gradients packed into one buffer (a missing gradient counts as
-    zero), so that data-parallel replicas and the blocks of a domain-decomposed sample together
-    give the gradient of the global loss.  One reduction to rank 0 and a broadcast, so the
-    gradients, and the weights updated from them, are bitwise equal on every rank."""
+    One reduction of all gradients packed into one buffer (a missing gradient counts as zero), so
+    that data-parallel replicas and the blocks of a domain-decomposed sample together give the
+    gradient of the global loss; through :func:`allreduce_tensor`, so the gradients, and the
+    weights updated from them, are bitwise equal on every rank."""
     torch = _torch()
     params = list(parameters)
     if comm.size == 1 or not params:
         return
-    flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1)
-                      for p in params])
-    buf = np.ascontiguousarray(flat.detach().cpu().numpy())
-    out = np.empty_like(buf)
-    # reduce to one rank, then broadcast: the result is bitwise the same on every rank, which a
-    # plain Allreduce does not promise (its summation order may differ between ranks)
-    comm.mpi.Reduce(buf, out, root=0)
-    comm.mpi.Bcast(out, root=0)
-    flat = torch.from_numpy(out).to(flat.device)
+    flat = allreduce_tensor(torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p))
+                                       .reshape(-1) for p in params]), comm)
     i = 0
     for p in params:
         n = p.numel()
@@ -222,6 +205,6 @@ def broadcast_tensor(x, comm: Communicator, root: int = 0):
     torch = _torch()
     if comm.size == 1:
         return x
-    buf = np.ascontiguousarray(x.detach().cpu().numpy())
+    buf = np.array(_host(x))  # a writable copy: the received data lands in it
     comm.mpi.Bcast(buf, root=root)
     return torch.from_numpy(buf).to(x.device)

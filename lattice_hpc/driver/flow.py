@@ -258,7 +258,7 @@ class FlowJob(JobType):
         """Sampling step ``i`` of a composite chain: heatbath (+ overrelaxation) of the field."""
         import torch
 
-        from ..flows.mcmc import log_weights, observables
+        from ..flows.mcmc import weigh
         from ..update import heatbath_sweep, overrelax_sweep
 
         U = self.field
@@ -269,13 +269,13 @@ class FlowJob(JobType):
         cur = self._tensor_of(U)
         with torch.no_grad():
             log_q = self.flow.log_q(cur.unsqueeze(0))
-        lw = float(log_weights(self.fl, self.group, cur.unsqueeze(0), log_q, self.beta)[0])
+        lws, obs = weigh(self.fl, self.group, cur.unsqueeze(0), log_q, self.beta)
+        lw = float(lws[0])
         if not math.isfinite(lw):
             raise FlowError(f"heatbath step {i}: the log-weight of the new field is {lw}")
         self.metro.log_w = lw
         self.current, self._field_of = cur, cur
-        self.current_obs = {k: float(v[0]) for k, v in observables(self.fl, self.group,
-                                                                   cur.unsqueeze(0)).items()}
+        self.current_obs = {k: float(v[0]) for k, v in obs.items()}
         self._last = {"accepted": True, "log_w": lw, "heatbath": True}
         if m is None:
             return None
@@ -289,7 +289,7 @@ class FlowJob(JobType):
         if hb and i % (hb + 1) == hb:
             return self._heatbath(i, n, m)
 
-        from ..flows.mcmc import log_weights, observables
+        from ..flows.mcmc import weigh
         from ..flows.prior import haar_sample
 
         B = self.cfg["sample"]["batch"]
@@ -301,9 +301,9 @@ class FlowJob(JobType):
                 z = haar_sample(self.fl, self.group, self.metro.rng, ("flow-sample",),
                                 range(j * B + share.start, j * B + share.stop))
                 U, log_q = self.flow.sample(z)
-            lw = par.gather(log_weights(self.fl, self.group, U, log_q, self.beta))
-            lw = faults.value("flow-log-weight", lw)
-            obs = {k: par.gather(v) for k, v in observables(self.fl, self.group, U).items()}
+            lw, obs = weigh(self.fl, self.group, U, log_q, self.beta)
+            lw = faults.value("flow-log-weight", par.gather(lw))
+            obs = {k: par.gather(v) for k, v in obs.items()}
             self._batch = (j, (U, lw, obs))
         U, lw, obs = self._batch[1]
         k = i - j * B
@@ -398,18 +398,15 @@ def exact_comparison(records, beta: float, volume: int) -> dict:
 
 def ess_and_error(log_w: np.ndarray, bins: int = 20) -> list:
     """``[ESS per sample, jackknife error]`` of the reweighting with weights ``exp(log_w)``."""
-    lw = log_w - log_w.max()
-    w = np.exp(lw)
+    from ..flows.train import ess_per_sample
 
-    def ess(x):
-        return float(x.sum() ** 2 / (len(x) * (x * x).sum()))
-
-    n = len(w)
+    n = len(log_w)
     nb = min(bins, n)
     edges = np.linspace(0, n, nb + 1).astype(int)
-    jk = np.array([ess(np.concatenate([w[:a], w[b:]])) for a, b in zip(edges[:-1], edges[1:])])
+    jk = np.array([ess_per_sample(np.concatenate([log_w[:a], log_w[b:]]))
+                   for a, b in zip(edges[:-1], edges[1:])])
     err = math.sqrt((nb - 1) / nb * ((jk - jk.mean()) ** 2).sum())
-    return [ess(w), err]
+    return [ess_per_sample(log_w), err]
 
 
 def plot_history(history: dict, path: str, title: str) -> None:

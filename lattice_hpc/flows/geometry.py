@@ -1,4 +1,4 @@
-"""The block of the lattice a flow runs on: torch device and dtype, global coordinates, shifts.
+"""The block of the lattice a flow runs on: torch device and dtype, masks, halos, shifted views.
 
 Tensors of a flow hold this rank's block of the lattice without halos, with leading batch axes:
 
@@ -53,37 +53,23 @@ class FlowLattice:
         self.complex = torch_dtype(precision, True)
         self.site_shape = lattice.shape(0)  # memory order
 
-    def coords(self):
-        """Global coordinates of the interior sites, one int64 NumPy array per direction."""
-        return self.lattice.global_coords
-
-    def site_mask(self, fn) -> "torch.Tensor":
-        """A 0/1 tensor of the interior sites (memory order) where ``fn(coords)`` is true."""
+    def site_mask(self, fn):
+        """A 0/1 tensor of the interior sites (memory order) where ``fn(coords)`` is true, for
+        the global coordinates ``coords`` (one array per direction) of the interior sites."""
         import torch
 
-        m = np.asarray(fn(self.coords()), dtype=bool)
+        m = np.asarray(fn(self.lattice.global_coords), dtype=bool)
         return torch.as_tensor(m.astype(np.float64), dtype=self.real, device=self.device)
 
     def axis(self, mu: int, first: int) -> int:
         """Tensor axis of direction ``mu`` when the site axes start at ``first``."""
         return first + self.ndim - 1 - mu
 
-    def shift(self, x, mu: int, first: int, padded=None):
-        """``x(site + mu)`` over the interior, from a tensor padded by 1 (``padded``) or by padding
-        ``x`` now (collective).  Site axes of ``x`` start at ``first``."""
-        p = halo_pad(x, self.grid, 1, first) if padded is None else padded
-        sl = [slice(None)] * p.dim()
-        for nu in range(self.ndim):
-            ax = self.axis(nu, first)
-            lo = 1 + (1 if nu == mu else 0)
-            sl[ax] = slice(lo, lo + x.shape[ax])
-        return p[tuple(sl)]
-
     def pad(self, x, first: int, depth: int = 1):
         """Collective: ``x`` padded by ``depth`` sites of its neighbours (autograd-aware)."""
         return halo_pad(x, self.grid, depth, first)
 
-    def view(self, padded, first: int, shift, depth: int = 1, local_shape=None):
+    def view(self, padded, first: int, shift, depth: int = 1):
         """The interior of a tensor padded by ``depth`` shifted by the vector ``shift``."""
         sl = [slice(None)] * padded.dim()
         for nu in range(self.ndim):

@@ -16,16 +16,10 @@ import torch
 
 
 def _link(fl, padded, mu, shift=None):
-    """``U_mu(x + shift)`` over the interior from links padded by 1 (site axes from axis 2)."""
+    """``U_mu(x + shift)`` over the interior from links padded by 1 (site axes from axis 2);
+    ``shift`` is a direction (one step forward) or a dict ``{direction: steps}``."""
     s = [0] * fl.ndim
-    if shift is not None:
-        s[shift] = 1
-    return fl.view(padded[:, mu], 1, s)
-
-
-def _at(fl, padded, mu, shift: dict):
-    s = [0] * fl.ndim
-    for d, v in shift.items():
+    for d, v in ({shift: 1} if isinstance(shift, int) else shift or {}).items():
         s[d] += v
     return fl.view(padded[:, mu], 1, s)
 
@@ -34,8 +28,8 @@ def u1_rectangle(fl, padded, mu: int, nu: int):
     """Angle of ``W(x)^dag L(x)``, ``L(x) = U_mu(x) U_nu(x+mu-nu)^dag U_mu(x-nu)^dag U_nu(x-nu)``:
     the 1x2 loop made of the active link's own loop ``W(x)`` and the passive plaquette below it,
     which does not contain ``U_mu(x)`` (see :func:`sun_rectangle`)."""
-    lower = (-_at(fl, padded, nu, {mu: 1, nu: -1}) - _at(fl, padded, mu, {nu: -1})
-             + _at(fl, padded, nu, {nu: -1}))
+    lower = (-_link(fl, padded, nu, {mu: 1, nu: -1}) - _link(fl, padded, mu, {nu: -1})
+             + _link(fl, padded, nu, {nu: -1}))
     upper = _link(fl, padded, nu, mu) - _link(fl, padded, mu, nu) - _link(fl, padded, nu)
     return lower - upper
 
@@ -49,8 +43,8 @@ def sun_rectangle(fl, padded, mu: int, nu: int):
     about it (in 2D U(1) the exact conditional density of the active link depends on nothing
     else)."""
     h = lambda m: m.conj().transpose(-1, -2)
-    lower = h(_at(fl, padded, nu, {mu: 1, nu: -1})) @ h(_at(fl, padded, mu, {nu: -1})) \
-        @ _at(fl, padded, nu, {nu: -1})
+    lower = h(_link(fl, padded, nu, {mu: 1, nu: -1})) @ h(_link(fl, padded, mu, {nu: -1})) \
+        @ _link(fl, padded, nu, {nu: -1})
     return h(sun_staple(fl, padded, mu, nu)) @ lower
 
 

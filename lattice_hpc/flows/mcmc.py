@@ -26,48 +26,49 @@ import torch
 from ..comm.autograd import allreduce_tensor
 from ..errors import FlowError
 from .loops import planes, site_sum, sun_loop, u1_charge_local, u1_loop
-from .train import action_local
 
 
-def observables(fl, group, U) -> dict:
-    """Collective: per-sample plaquette (total, spatial, temporal), and for 2D U(1) the geometric
-    topological charge, of a batch of fields (float64 NumPy arrays, the same on every rank)."""
+def weigh(fl, group, U, log_q, beta: float) -> tuple[np.ndarray, dict]:
+    """Collective: ``(log w, observables)`` of a batch of fields, float64 NumPy arrays with the
+    same bits on every rank.
+
+    ``log w = -S - log q`` per sample; the observables are the plaquette (total, spatial,
+    temporal) and for 2D U(1) the geometric topological charge and its square.  The fields are
+    cast to float64, padded once, and the per-plane plaquette sums (and the charge) are reduced
+    over the ranks in one reduction; the Wilson action is a function of those plane sums,
+    ``S = -beta sum cos theta_P`` (U(1)) or ``beta sum (1 - Re Tr P / N)`` (SU(N)).
+    """
     with torch.no_grad():
-        p = fl.pad(U, 2)
+        U64 = U.to(torch.complex128 if U.is_complex() else torch.float64)
+        p = fl.pad(U64, 2)
         nd, T = fl.ndim, fl.ndim - 1
+        pl = planes(nd)
         parts = []
-        for mu, nu in planes(nd):
+        for mu, nu in pl:
             if group.N == 1:
                 tr = torch.cos(u1_loop(fl, p, mu, nu))
             else:
                 tr = torch.diagonal(sun_loop(fl, p, mu, nu), dim1=-2, dim2=-1).sum(-1).real / group.N
-            parts.append(site_sum(tr.to(torch.float64), nd))
-        local = torch.stack(parts, dim=-1)  # (B, planes)
-        if group.N == 1 and nd == 2:
-            local = torch.cat([local, u1_charge_local(fl, U.to(torch.float64)).unsqueeze(-1)], -1)
-        tot = allreduce_tensor(local, fl.comm).cpu().numpy()
+            parts.append(site_sum(tr, nd))
+        charge = group.N == 1 and nd == 2
+        if charge:
+            parts.append(u1_charge_local(fl, U64, padded=p))
+        tot = allreduce_tensor(torch.stack(parts, dim=-1), fl.comm).cpu().numpy()
+        lq = log_q.detach().to(torch.float64).cpu().numpy()
     V = fl.lattice.volume
-    pl = planes(nd)
+    sums = tot[:, :len(pl)]
+    S = -beta * sums.sum(-1) if group.N == 1 else beta * (V * len(pl) - sums.sum(-1))
     temporal = [i for i, (mu, nu) in enumerate(pl) if T in (mu, nu)]
     spatial = [i for i in range(len(pl)) if i not in temporal]
-    out = {"plaquette": tot[:, :len(pl)].sum(-1) / (V * len(pl))}
+    obs = {"plaquette": sums.sum(-1) / (V * len(pl))}
     if spatial:
-        out["plaquette_spatial"] = tot[:, spatial].sum(-1) / (V * len(spatial))
-    out["plaquette_temporal"] = tot[:, temporal].sum(-1) / (V * len(temporal))
-    if group.N == 1 and nd == 2:
+        obs["plaquette_spatial"] = sums[:, spatial].sum(-1) / (V * len(spatial))
+    obs["plaquette_temporal"] = sums[:, temporal].sum(-1) / (V * len(temporal))
+    if charge:
         q = tot[:, -1]
-        out["topological_charge"] = q
-        out["topological_charge_sq"] = q * q
-    return out
-
-
-def log_weights(fl, group, U, log_q, beta: float) -> np.ndarray:
-    """Collective: ``log w = -S - log q`` per sample in float64 (the same bits on every rank)."""
-    with torch.no_grad():
-        U64 = U.to(torch.complex128 if U.is_complex() else torch.float64)
-        S = allreduce_tensor(action_local(fl, group, U64, beta), fl.comm)
-        lw = (-S - log_q.detach().to(torch.float64)).cpu().numpy()
-    return lw
+        obs["topological_charge"] = q
+        obs["topological_charge_sq"] = q * q
+    return -S - lq, obs
 
 
 class IndependenceMetropolis:

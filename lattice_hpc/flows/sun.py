@@ -30,7 +30,7 @@ import math
 import torch
 
 from .conv import ContextNet
-from .loops import planes, site_sum, sun_loop, sun_rectangle, sun_staple
+from .loops import planes, sun_loop, sun_rectangle, sun_staple
 from .spectral import spectral_map
 from .splines import rq_spline
 

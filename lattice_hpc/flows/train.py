@@ -74,14 +74,22 @@ def action_local(fl, group, U, beta: float):
     return u1_action_local(fl, U, beta) if group.N == 1 else sun_action_local(fl, U, beta)
 
 
+def ess_per_sample(log_w) -> float:
+    """Effective sample size per sample of the reweighting by ``w = exp(log_w)``:
+    ``(sum w)^2 / (N sum w^2)``."""
+    lw = np.asarray(log_w, dtype=np.float64)
+    w = np.exp(lw - lw.max())
+    return float(w.sum() ** 2 / (len(w) * (w * w).sum()))
+
+
 def log_weights_stats(log_w: np.ndarray) -> dict:
     """ESS per sample and the acceptance estimate of a batch of log-weights (float64)."""
     lw = np.asarray(log_w, dtype=np.float64)
     B = len(lw)
     if not np.all(np.isfinite(lw)):
         return {"ess": float("nan"), "acceptance_estimate": float("nan")}
+    ess = ess_per_sample(lw)
     w = np.exp(lw - lw.max())
-    ess = float(w.sum() ** 2 / (B * (w * w).sum()))
     pj = w / w.sum()
     ratio = np.minimum(1.0, np.exp(np.clip(lw[:, None] - lw[None, :], -700, 0)))  # [i, j]
     acc = float((ratio * pj[None, :]).sum() / B)
