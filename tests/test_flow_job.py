@@ -224,3 +224,27 @@ def test_a_key_added_later_counts_as_its_default_when_a_run_resumes():
     assert chain_changes(old, new) == []
     new["flow"]["kernel_shape"] = "cross"
     assert chain_changes(old, new) == ["flow.kernel_shape: 'cube' -> 'cross'"]
+
+
+def test_training_in_single_precision_samples_in_double_and_resumes_exactly(tmp_path):
+    """``train.precision = single``: float32 training, then the same weights sample in float64:
+    the chain equals that of a double-precision job reusing the float32 model; a kill during
+    sampling resumes bit for bit."""
+    single = ["train.precision=single"]
+    job, rd = _job(tmp_path, "mixed")
+    out = _run(job, sets=single)
+    with h5py.File(os.path.join(rd, "model.h5"), "r") as f:
+        assert json.loads(f.attrs["precision"]) == "single"
+    assert all(w.dtype == np.float32 for w in _weights(rd).values())
+    job2, rd2 = _job(tmp_path, "as_double", steps=0, model=os.path.join(rd, "model.h5"))
+    _run(job2)
+    ra, rb = run_records(rd), run_records(rd2)
+    assert [r["accepted"] for r in ra] == [r["accepted"] for r in rb]
+    for x, y in zip(ra, rb):  # float64 proposals: equal to float64 rounding, not float32's
+        assert abs(x["log_w"] - y["log_w"]) < 1e-12 * max(1.0, abs(y["log_w"]))
+        assert x["plaquette"] == y["plaquette"]
+    job3, rd3 = _job(tmp_path, "mixed_killed")
+    proc = _run(job3, env={"LATTICE_HPC_FAULT": "kill:step:11"}, ok=False, sets=single)
+    assert proc.returncode != 0
+    out3 = _run(job3, sets=single)
+    assert run_records(rd3) == ra and out3["acceptance"] == out["acceptance"]

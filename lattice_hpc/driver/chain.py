@@ -60,7 +60,8 @@ def run_chain(job, sched: Schedule, first: int, rundir, ckpt, stopper, log) -> d
             per = now / (step - first)
             log.info("%s %d/%d%s %s  %.3f s/%s  ETA %s", unit, step, total,
                      f" ({job.phase(step - 1)})" if step <= sched.thermalize else "",
-                     job.progress(step - 1, rec), per, unit, hms(per * (total - step)))
+                     job.progress(step - 1, rec), per, unit,
+                     hms(job.remaining_seconds(step, total, per)))
         if ckpt.due(step) or step == total:
             saved = ckpt.save(step, job.field, {**job.state(), "records": rundir.count}, job.arrays())
         if reason and step < total:

@@ -131,6 +131,12 @@ class JobType(abc.ABC):
         """What an unmeasured step ``n`` before the measurements does, for the log line."""
         return "thermalizing"
 
+    def remaining_seconds(self, done: int, total: int, per: float) -> float:
+        """The log line's ETA: seconds left after ``done`` of ``total`` steps, where this run
+        segment has taken ``per`` seconds per step so far (job types whose phases differ in
+        cost estimate each)."""
+        return per * (total - done)
+
     def progress(self, n: int, rec: dict | None) -> str:
         """Collective: the part of the log line after step ``n`` that describes the chain."""
         return ""
