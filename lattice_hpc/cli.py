@@ -13,6 +13,8 @@
     lattice-hpc bench cg [--dims D ...] [--precision ...] [--solver cgne bicgstab mixed] [--full]
                          [--kappa K] [--csw C] [--tol T] [--grid G]
     lattice-hpc bench flow [--local-dims D] [--batch B] [--model FILE | --train-steps N] [--proposals N]
+    lattice-hpc submit JOB.toml --machine M --nodes N --walltime T [--account A] [--queue Q]
+                       [--segments K] [--layout auto|gpu|cpu] [--ranks-per-node R] [--dry-run]
 
 Runs the same under ``mpirun -n N`` as serially.  Only rank 0 prints results: one JSON object on
 stdout; logs go to stderr.  An input error prints ``lattice-hpc: error: ...`` (naming the key, file
@@ -42,6 +44,23 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--force-unlock", action="store_true",
                    help="take over the run directory's lock even if another job seems to hold it "
                         "(only when you know that job is no longer running)")
+
+    s = sub.add_parser("submit", help="write the batch script of a job for a machine and submit it "
+                                      "(or run it here on the local profile)")
+    s.add_argument("job", help="job file")
+    s.add_argument("--machine", required=True,
+                   help="profile name (profiles/<name>.toml: local, aurora, polaris, perlmutter, "
+                        "frontier) or the path of a profile")
+    s.add_argument("--nodes", type=int, required=True)
+    s.add_argument("--walltime", required=True, help="HH:MM:SS, or 90m, 2h")
+    s.add_argument("--account", default="", help="allocation to charge (PBS -A, Slurm -A)")
+    s.add_argument("--queue", default="", help="queue, QOS or partition (default: the profile's)")
+    s.add_argument("--segments", type=int, default=1,
+                   help="chain K jobs, each resuming from the last checkpoint (default 1)")
+    s.add_argument("--layout", default="auto", choices=["auto", "gpu", "cpu"],
+                   help="rank layout (auto: gpu for backend cupy, else cpu)")
+    s.add_argument("--ranks-per-node", type=int, default=0, help="override the layout's ranks per node")
+    s.add_argument("--dry-run", action="store_true", help="print the script; write and submit nothing")
 
     m = sub.add_parser("measure", help="read a gauge configuration, verify it, print observables")
     m.add_argument("file")
@@ -162,6 +181,17 @@ def main(argv=None) -> int:
 
     install_abort_handler()
     args = build_parser().parse_args(argv)
+    if args.command == "submit":  # serial, on a login node: no MPI
+        from .batch.submit import submit
+
+        try:
+            result = submit(args)
+        except LatticeError as exc:
+            sys.stderr.write(f"lattice-hpc: error: {exc}\n")
+            return 2
+        if result is not None:
+            print(json.dumps(result))
+        return 0
     comm = None
     try:
         comm = world()  # refuses to run without MPI in one process of a multi-process launch

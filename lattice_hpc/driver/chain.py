@@ -50,7 +50,7 @@ def run_chain(job, sched: Schedule, first: int, rundir, ckpt, stopper, log) -> d
                                 "value, or the solver tolerance or iteration limit is too strict)")
                              ) from exc
         faults.point("step")
-        now = time.perf_counter() - t0
+        now = faults.clock(time.perf_counter() - t0, step + 1 - first)
         # collective, before anything of this step is written: a lost lock raises here
         reason = stopper.check(now, now / (step + 1 - first))
         if m is not None:

@@ -1,0 +1,69 @@
+"""The end of a chain of batch segments (called by the batch script after each segment).
+
+    python -m lattice_hpc.batch.chain after RUN_DIR RC
+
+When the run is complete (its ``summary.json`` says so) or the segment failed on bad input
+(status 2: the next segments would fail the same way), the segments still queued, listed in
+``RUN_DIR/batch/jobs.json`` by :mod:`.submit`, are cancelled (``qdel`` / ``scancel``).  A segment
+killed by the scheduler or stopped by its time budget leaves the chain alone: the next one
+resumes from the last checkpoint.  Always exits 0; what it did goes to stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+CANCEL = {"pbs": "qdel", "slurm": "scancel"}
+JOB_ID = ("PBS_JOBID", "SLURM_JOB_ID")
+
+
+def is_complete(run_dir: str) -> bool:
+    """Whether the latest segment's ``summary.json`` says the run is complete."""
+    try:
+        with open(os.path.join(run_dir, "summary.json")) as fh:
+            return bool(json.load(fh).get("complete"))
+    except (OSError, ValueError):
+        return False
+
+
+def jobs_file(run_dir: str) -> str:
+    return os.path.join(run_dir, "batch", "jobs.json")
+
+
+def after(run_dir: str, rc: int) -> list[str]:
+    """Cancel the queued segments if the chain is over; returns the cancelled job ids."""
+    done = is_complete(run_dir)
+    if not (done or rc == 2):
+        return []
+    try:
+        with open(jobs_file(run_dir)) as fh:
+            info = json.load(fh)
+    except (OSError, ValueError):
+        return []
+    me = {os.environ.get(v, "") for v in JOB_ID} - {""}
+    rest = [j for j in info.get("jobs", []) if j not in me and j.split(".")[0] not in
+            {m.split(".")[0] for m in me}]
+    cmd = CANCEL.get(info.get("scheduler", ""))
+    if not rest or cmd is None:
+        return []
+    why = "the run is complete" if done else f"the segment failed on bad input (status {rc})"
+    sys.stderr.write(f"lattice-hpc: {why}: cancelling the queued segments {' '.join(rest)}\n")
+    for j in rest:  # one at a time: a segment that already ended makes only its own call fail
+        subprocess.run([cmd, j], check=False)
+    return rest
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 3 or argv[0] != "after":
+        sys.stderr.write("usage: python -m lattice_hpc.batch.chain after RUN_DIR RC\n")
+        return 2
+    after(argv[1], int(argv[2]) if argv[2].lstrip("-").isdigit() else 1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
