@@ -12,7 +12,10 @@
                              [--kernel auto|reference|compiled|cuda] [--grid G] [--local] [--csw C]
     lattice-hpc bench cg [--dims D ...] [--precision ...] [--solver cgne bicgstab mixed] [--full]
                          [--kappa K] [--csw C] [--tol T] [--grid G]
+    lattice-hpc bench copy [--mib M] [--backend numpy|cupy]
     lattice-hpc bench flow [--local-dims D] [--batch B] [--model FILE | --train-steps N] [--proposals N]
+    lattice-hpc scaling strong|weak --kernel halo|dslash|cg|hmc|io --ranks 1,2,4 --dims D
+                        [--machine M] [--precision P] [--seconds S] [--out DIR]
     lattice-hpc submit JOB.toml --machine M --nodes N --walltime T [--account A] [--queue Q]
                        [--segments K] [--layout auto|gpu|cpu] [--ranks-per-node R] [--dry-run]
 
@@ -61,6 +64,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="rank layout (auto: gpu for backend cupy, else cpu)")
     s.add_argument("--ranks-per-node", type=int, default=0, help="override the layout's ranks per node")
     s.add_argument("--dry-run", action="store_true", help="print the script; write and submit nothing")
+
+    sc = sub.add_parser("scaling", help="strong or weak scaling study of a kernel: runs every "
+                                        "point through the machine's launcher; table and plots")
+    sc.add_argument("mode", choices=["strong", "weak"])
+    sc.add_argument("--kernel", required=True, choices=["halo", "dslash", "cg", "hmc", "io"])
+    sc.add_argument("--ranks", required=True, help="comma-separated rank counts, e.g. 1,2,4")
+    sc.add_argument("--dims", required=True, help="global lattice (strong) or lattice per rank (weak)")
+    sc.add_argument("--machine", default="local", help="profile whose launcher starts the ranks")
+    sc.add_argument("--ranks-per-node", type=int, default=0)
+    sc.add_argument("--precision", choices=["double", "single"], default="double")
+    sc.add_argument("--seconds", type=float, default=2.0, help="time budget of each timing")
+    sc.add_argument("--copy-mib", type=float, default=256.0, help="copy reference buffer per rank")
+    sc.add_argument("--io-dir", default=".", help="io: directory to write the checkpoints in")
+    sc.add_argument("--timeout", type=float, default=1800.0, help="seconds allowed per point")
+    sc.add_argument("--out", default="", help="results folder (default scaling/KERNEL_MODE_DATE)")
 
     m = sub.add_parser("measure", help="read a gauge configuration, verify it, print observables")
     m.add_argument("file")
@@ -150,6 +168,10 @@ def build_parser() -> argparse.ArgumentParser:
         k.add_argument("--kernel", choices=["auto", "reference", "compiled", "cuda"], default="auto")
         k.add_argument("--seconds", type=float, default=2.0, help="time budget per measurement")
     d.add_argument("--copy-mib", type=float, default=256.0, help="size of the reference copy per rank")
+    cp = bsub.add_parser("copy", help="copy bandwidth of every rank at once (the STREAM reference)")
+    cp.add_argument("--mib", type=float, default=256.0, help="buffer per rank (MiB)")
+    cp.add_argument("--backend", choices=["numpy", "cupy"], default="numpy")
+    cp.add_argument("--seconds", type=float, default=2.0)
     f = bsub.add_parser("flow", help="flow training and sampling: weak scaling, memory, cost vs HMC")
     f.add_argument("--local-dims", default="16,16", help="lattice per rank for the weak scaling")
     f.add_argument("--group", default="U1", choices=["U1", "SU2", "SU3"])
@@ -181,11 +203,13 @@ def main(argv=None) -> int:
 
     install_abort_handler()
     args = build_parser().parse_args(argv)
-    if args.command == "submit":  # serial, on a login node: no MPI
+    if args.command in ("submit", "scaling"):  # serial, on a login node: no MPI
+        from .batch.scaling import study
         from .batch.submit import submit
 
+        args.argv = list(sys.argv[1:] if argv is None else argv)
         try:
-            result = submit(args)
+            result = submit(args) if args.command == "submit" else study(args)
         except LatticeError as exc:
             sys.stderr.write(f"lattice-hpc: error: {exc}\n")
             return 2
@@ -219,6 +243,8 @@ def main(argv=None) -> int:
                 from .bench.cg import run
             elif args.benchmark == "flow":
                 from .bench.flow import run
+            elif args.benchmark == "copy":
+                from .bench.copy import run
             else:
                 from .bench.plaquette import run
             result = run(args, comm)

@@ -9,7 +9,9 @@ Schur complement ``D_hat``) interleaved with nothing else, in the same run.  Fig
   costs two half-lattice hops, the same) over the solve time;
 - ``operator_GFLOPs``: the same figure for the bare operator alone;
 - ``ratio = GFLOPs / operator_GFLOPs``: the fraction of the operator's throughput that the solver
-  sustains (the rest is linear algebra, reductions and their latency).
+  sustains (the rest is linear algebra, reductions and their latency);
+- ``wait_seconds``, ``comm_fraction``: the face-exchange wait of the solve that the bulk did not
+  hide (mean over ranks), and its share of the solve time.
 
 Single-precision solves stop at ``max(tol, 1e-5)``; ``mixed`` (double precision with single-
 precision inner solves) runs in the double-precision pass only.  Mixed precision counts its single-precision applications at the single-precision operator's time.
@@ -21,6 +23,7 @@ from ..backend import Backend
 from ..fermions import SchurOperator, solve_evenodd
 from ..geometry import Lattice, parse_dims
 from ..solvers import bicgstab, cgne, mixed_precision
+from ..fermions.kernels.base import reset_profile
 from .dslash import FLOPS_PER_SITE, operator, synced
 from .timing import time_pairs
 
@@ -52,11 +55,13 @@ def _one(lat, D, b, name, args, comm, precision) -> dict:
         ops["op_low"] = wrap(low)
     tol = args.tol if precision == "double" else max(args.tol, SINGLE_TOL)
     kw = {"tol": tol, "maxiter": args.maxiter}
+    reset_profile()
     if args.full:
         res = solver(D, b, **kw) if low is None else solver(D, low, b, **kw)
     else:
         res = solve_evenodd(D, b, solver, low, **kw)
     seconds = comm.allreduce(res.seconds, op="max")
+    wait = comm.allreduce(reset_profile()["wait_seconds"], op="sum") / comm.size
     xs = {k: op.zeros() + b for k, op in ops.items()}
     if "op_low" in xs:
         xs["op_low"] = xs["op_low"].astype(low.dtype)
@@ -69,7 +74,8 @@ def _one(lat, D, b, name, args, comm, precision) -> dict:
              "operator_applications": res.operator_applications,
              "true_residual": res.true_residual, "operator_seconds": t["op"],
              "operator_GFLOPs": flops / t["op"] / 1e9,
-             "GFLOPs": res.operator_applications * flops / seconds / 1e9}
+             "GFLOPs": res.operator_applications * flops / seconds / 1e9,
+             "wait_seconds": wait, "comm_fraction": wait / seconds}
     if low is not None:  # split the applications: inner ones at single-precision speed
         outer = res.restarts + (0 if args.full else 1)  # one residual per correction (+ e/o)
         inner = res.operator_applications - outer

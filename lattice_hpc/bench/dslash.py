@@ -9,6 +9,8 @@ on the same device.  Figures (CONVENTIONS.md):
 - ``GBps``: QUDA's byte model, per site 8 links (18 reals), 8 neighbour spinors (24 reals) and one
   output spinor (24 reals) at the storage precision: 2880 bytes in double, 1440 in single;
 - ``copy_GBps``: bytes read + written by the copy; ``ratio = GBps / copy_GBps``.
+- ``wait_seconds``, ``comm_fraction``: the face-exchange wait per hop that the bulk did not hide
+  (mean over ranks), and its share of the time in the hop (both over the same calls).
 
 The byte model counts every neighbour spinor as a memory read: a kernel whose neighbours hit in
 cache can exceed ``ratio = 1``.  With ``--local`` the dimensions are per rank (weak scaling) and,
@@ -24,6 +26,7 @@ import math
 from ..backend import Backend
 from ..comm import compute_dims, self_comm
 from ..fermions import WilsonDirac, random_spinor
+from ..fermions.kernels.base import reset_profile
 from ..gauge import GaugeField
 from ..geometry import Lattice, parse_dims
 from ..groups import get_group
@@ -89,7 +92,9 @@ def run(args, comm) -> dict:
             lat = Lattice(dims, grid, comm=comm)
             D, psi = operator(lat, backend, args.kernel, csw=args.csw)
             hop = synced(backend, lambda: D.hop(psi))
+            reset_profile()
             t, reps = time_pairs({"hop": hop, "copy": copy}, comm, args.seconds)
+            prof = reset_profile()
             itemsize = backend.real(0).itemsize
             entry = {"dims": list(lat.dims), "local_dims": list(lat.local_dims),
                      "grid": list(lat.grid.dims), "precision": precision, "kernel": D.hopping.name,
@@ -97,6 +102,12 @@ def run(args, comm) -> dict:
                      "GBps": REALS_PER_SITE * itemsize * lat.volume / t["hop"] / 1e9,
                      "copy_GBps": copy_bytes * comm.size / t["copy"] / 1e9, "repeats": reps}
             entry["ratio"] = entry["GBps"] / entry["copy_GBps"]
+            # exposed face-exchange wait per hop (rank mean; the part the bulk did not hide)
+            calls = max(1, prof["calls"])
+            wait = comm.allreduce(prof["wait_seconds"] / calls, op="sum") / comm.size
+            busy = comm.allreduce(prof["seconds"] / calls, op="sum") / comm.size
+            entry["wait_seconds"] = wait
+            entry["comm_fraction"] = wait / busy if busy > 0 else 0.0
             entry["per_rank_GFLOPs"] = entry["GFLOPs"] / comm.size
             if args.local and comm.size > 1:
                 alone = _alone(lat.local_dims, backend, args, comm)
