@@ -16,6 +16,7 @@
     lattice-hpc bench flow [--local-dims D] [--batch B] [--model FILE | --train-steps N] [--proposals N]
     lattice-hpc scaling strong|weak --kernel halo|dslash|cg|hmc|io --ranks 1,2,4 --dims D
                         [--machine M] [--precision P] [--seconds S] [--out DIR]
+    lattice-hpc model --calibration DIR [DIR ...] [--machines aurora,frontier,perlmutter] [--out DIR]
     lattice-hpc submit JOB.toml --machine M --nodes N --walltime T [--account A] [--queue Q]
                        [--segments K] [--layout auto|gpu|cpu] [--ranks-per-node R] [--dry-run]
 
@@ -79,6 +80,17 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--io-dir", default=".", help="io: directory to write the checkpoints in")
     sc.add_argument("--timeout", type=float, default=1800.0, help="seconds allowed per point")
     sc.add_argument("--out", default="", help="results folder (default scaling/KERNEL_MODE_DATE)")
+
+    mo = sub.add_parser("model", help="performance model: calibrated on scaling studies, validated on "
+                                      "their multi-rank points, extrapolated to the big machines")
+    mo.add_argument("--calibration", nargs="+", required=True, metavar="DIR",
+                    help="results folders of `lattice-hpc scaling` (a halo study with >= 2 multi-rank "
+                         "points, and single-rank points of the other kernels)")
+    mo.add_argument("--kernel", default="", help="refuse unless this kernel was measured")
+    mo.add_argument("--machines", default="aurora,frontier,perlmutter",
+                    help="profiles to extrapolate to (comma-separated; empty: none)")
+    mo.add_argument("--out", default="", help="folder for model.json, model.md and the plot")
+    mo.add_argument("--json", action="store_true", help="print JSON instead of the Markdown report")
 
     m = sub.add_parser("measure", help="read a gauge configuration, verify it, print observables")
     m.add_argument("file")
@@ -203,13 +215,20 @@ def main(argv=None) -> int:
 
     install_abort_handler()
     args = build_parser().parse_args(argv)
-    if args.command in ("submit", "scaling"):  # serial, on a login node: no MPI
+    if args.command in ("submit", "scaling", "model"):  # serial, on a login node: no MPI
+        from .batch.model import markdown, run_model
         from .batch.scaling import study
         from .batch.submit import submit
 
         args.argv = list(sys.argv[1:] if argv is None else argv)
         try:
-            result = submit(args) if args.command == "submit" else study(args)
+            if args.command == "model":
+                result = run_model(args)
+                if not args.json:
+                    sys.stdout.write(markdown(result))
+                    result = None
+            else:
+                result = submit(args) if args.command == "submit" else study(args)
         except LatticeError as exc:
             sys.stderr.write(f"lattice-hpc: error: {exc}\n")
             return 2

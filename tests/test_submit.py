@@ -15,6 +15,7 @@ import pytest
 
 from helpers import U1_QUENCHED_JOB, final_field, run_cli, run_records
 from lattice_hpc.batch.profiles import Profile, available
+from lattice_hpc.batch.scaling import grid_for
 
 MACHINES = ("local", "aurora", "polaris", "perlmutter", "frontier")
 
@@ -73,17 +74,20 @@ def _launch_line(text, launcher):
     return lines[0]
 
 
-@pytest.mark.parametrize("machine", MACHINES)
-@pytest.mark.parametrize("backend", ["numpy", "cupy"])
+# every profile with each backend it runs (CuPy does not run on Aurora: its refusal is tested below)
+SCRIPTS = [(m, b) for m in MACHINES for b in ("numpy", "cupy") if b == "numpy" or Profile.load(m).cupy]
+
+
+@pytest.mark.parametrize("machine,backend", SCRIPTS)
 def test_scripts_pass_shellcheck_and_carry_what_the_profile_asks_for(tmp_path, machine, backend):
     prof = Profile.load(machine)
-    if backend == "cupy" and not prof.cupy:
-        pytest.skip(f"{machine}: CuPy does not run there (refusal tested below)")
-    job = _job(tmp_path, backend=backend)
     lay_name = "gpu" if backend == "cupy" else "cpu"
     lay = prof.layout(lay_name)
     queue = prof.default_queue
     nodes = min(2, prof.queue_bins(queue)[0][1])
+    ranks = nodes * lay["ranks_per_node"]
+    dims = [8 * g for g in grid_for(ranks, 4)]  # 8^4 per rank on the grid "auto" chooses
+    job = _job(tmp_path, backend=backend, dims=str(dims))
     wall = "00:30:00"
     args = [job, "--machine", machine, "--nodes", str(nodes), "--walltime", wall, "--dry-run"]
     if prof.data["submit"]["account_required"]:
@@ -93,7 +97,6 @@ def test_scripts_pass_shellcheck_and_carry_what_the_profile_asks_for(tmp_path, m
     script.write_text(text)
     sc = subprocess.run([_shellcheck(), "-s", "bash", str(script)], capture_output=True, text=True)
     assert sc.returncode == 0, sc.stdout + sc.stderr
-    ranks = nodes * lay["ranks_per_node"]
     # the directives, environment and launcher the profile asks for
     if prof.scheduler != "local":
         prefix = {"pbs": "#PBS", "slurm": "#SBATCH"}[prof.scheduler]
@@ -118,7 +121,7 @@ def test_scripts_pass_shellcheck_and_carry_what_the_profile_asks_for(tmp_path, m
     # a process grid of exactly that many ranks, and the clean stop before the limit
     grid = [int(g) for g in launch.split("--set lattice.grid=")[1].split()[0].split(",")]
     assert int(np.prod(grid)) == ranks
-    assert all(L % g == 0 for L, g in zip((32, 32, 32, 64), grid))
+    assert grid == grid_for(ranks, 4) and all(L % g == 0 for L, g in zip(dims, grid))
     margin = min(prof.data["submit"]["stop_margin_s"], 180)
     assert f"--set job.max_seconds={1800 - margin}" in launch
     assert "lattice_hpc.batch.chain after" in text
@@ -129,7 +132,7 @@ EXPECTED = {
     "aurora": {"sched": "#PBS", "lines": ["-l filesystems=home:flare", "-l place=scatter"],
                "launch": ["mpiexec", "--ppn"], "gpu": ["gpu_tile_compact.sh", "--cpu-bind"]},
     "polaris": {"sched": "#PBS", "lines": ["-l filesystems=home:eagle"],
-                "launch": ["mpiexec", "--ppn", "--depth"], "gpu": ["set_affinity_gpu_polaris.sh"]},
+                "launch": ["mpiexec", "--ppn", "--depth"], "gpu": ["CUDA_VISIBLE_DEVICES=$((3 - PMI_LOCAL_RANK % 4))"]},
     "perlmutter": {"sched": "#SBATCH", "lines": ["-C gpu"], "launch": ["srun"],
                    "gpu": ["--gpus-per-task=1"]},
     "frontier": {"sched": "#SBATCH", "lines": [], "launch": ["srun"],
@@ -142,8 +145,9 @@ def test_big_machine_scripts_hold_the_documented_settings(tmp_path, machine):
     prof = Profile.load(machine)
     exp = EXPECTED[machine]
     layout = "gpu"
-    job = _job(tmp_path, backend="cupy" if prof.cupy else "numpy")
-    text = _submit([job, "--machine", machine, "--nodes", "2", "--walltime", "1h", "--account",
+    dims = [8 * g for g in grid_for(2 * prof.layout(layout)["ranks_per_node"], 4)]
+    job = _job(tmp_path, backend="cupy" if prof.cupy else "numpy", dims=str(dims))
+    text = _submit([job, "--machine", machine, "--nodes", "2", "--walltime", "0:30:00", "--account",
                     "LGT123", "--layout", layout, "--dry-run"], cwd=str(tmp_path)).stdout
     d = " ".join(_directives(text, exp["sched"]))
     for line in exp["lines"]:

@@ -14,7 +14,9 @@ and ``profiles/README.md``)::
                   {ranks_per_node} {threads} {walltime} {log}), default_queue, stop_margin_s
     [launcher]    command (mpiexec | srun | mpirun)
     [layouts.L]   ranks_per_node, threads_per_rank, ranks_per_gpu (gpu), args, wrapper, env, source
-    [queues.Q]    min_nodes, max_nodes, max_walltime, or bins = [[min, max, walltime], ...]; source
+    [queues.Q]    min_nodes, max_nodes, max_walltime, or bins = [[min, max, walltime], ...]; source;
+                  partition (what {queue} becomes, e.g. a Slurm QOS on a partition) and
+                  extra_directives (added when this queue is chosen: ["-q debug"])
     [filesystems] informational paths
     [figures.F]   value, unit, per, source, note
 

@@ -43,7 +43,7 @@ def render(plan: dict) -> str:
              f"# The run stops itself with a checkpoint after {plan['max_seconds']} s of its chain; "
              "the next segment resumes from it."]
     if sched in PREFIX:
-        for d in prof.data["submit"]["directives"]:
+        for d in prof.data["submit"]["directives"] + plan["extra_directives"]:
             lines.append(f"{PREFIX[sched]} {fill(d, v, f'{prof.path}: submit.directives')}")
     lines += ["", f"cd {q(plan['workdir'])} || exit 1",
               "# shellcheck source=/dev/null", f"source {q(plan['environment'])}", "set -u"]
@@ -55,6 +55,8 @@ def render(plan: dict) -> str:
     launch += [fill(str(a), v, f"{prof.path}: layout wrapper") for a in lay["wrapper"]]
     app = ["-m", "lattice_hpc.cli", "run", plan["job_path"]] + \
         [x for s in plan["sets"] for x in ("--set", s)]
+    if any("$" in str(a) for a in lay["wrapper"]):  # a wrapper's own script, expanded per rank
+        lines.append("# shellcheck disable=SC2016")
     lines.append(" ".join(q(a) for a in launch) + ' "$PY" ' + " ".join(q(a) for a in app))
     lines += ["rc=$?",
               '"$PY" -m lattice_hpc.batch.chain after "$RUN_DIR" "$rc"',

@@ -95,7 +95,8 @@ def make_plan(args) -> dict:
     if args.ranks_per_node and layout_name == "cpu" and prof.data.get("figures", {}).get(
             "cpu_cores_per_node"):
         threads = max(1, int(prof.figure("cpu_cores_per_node")) // rpn)
-    values = {"account": args.account or "ACCOUNT", "queue": queue, "name": name,
+    qtable = prof.data["queues"][queue]
+    values = {"account": args.account or "ACCOUNT", "queue": qtable.get("partition", queue), "name": name,
               "nodes": args.nodes, "ranks": ranks, "ranks_per_node": rpn, "threads": threads,
               "walltime": format_walltime(wall),
               "log": os.path.join(batch_dir, f"{name}.%j.log" if sched == "slurm" else f"{name}.log")}
@@ -111,7 +112,8 @@ def make_plan(args) -> dict:
             "job_path": os.path.abspath(args.job), "workdir": os.getcwd(),
             "environment": os.path.abspath(os.path.join(root, env)), "python": sys.executable,
             "run_dir": run_dir, "batch_dir": batch_dir,
-            "script": os.path.join(batch_dir, f"{name}.{SUFFIX[sched]}"), "sets": sets}
+            "script": os.path.join(batch_dir, f"{name}.{SUFFIX[sched]}"), "sets": sets,
+            "extra_directives": list(qtable.get("extra_directives", []))}
 
 
 def _submit_one(plan: dict, after: str | None, k: int) -> str:

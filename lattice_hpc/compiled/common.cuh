@@ -4,16 +4,20 @@
 // has replaced the marker below; lattice_hpc/compiled/build.py puts the pieces together.
 //
 // DEV marks device/inline functions, KERNEL an entry point (extern "C"), SITE_LOOP(i, n) the
-// loop over work items: a thread index on the GPU, an OpenMP loop on the CPU.
+// loop over work items: a thread index on the GPU, an OpenMP loop on the CPU.  UNROLL before a
+// loop of constant trip count unrolls it on both compilers (g++ ignores `#pragma unroll`), so the
+// indices it feeds (spin, colour, direction tables) become compile-time constants.
 
 #if defined(__CUDACC__)
 #define DEV __device__ __forceinline__
 #define KERNEL extern "C" __global__ void
 #define SITE_LOOP(i, n) long i = (long)blockIdx.x * blockDim.x + threadIdx.x; if (i < (n))
+#define UNROLL _Pragma("unroll")
 #else
 #define DEV static inline
 #define KERNEL extern "C" void
 #define SITE_LOOP(i, n) _Pragma("omp parallel for schedule(static)") for (long i = 0; i < (n); ++i)
+#define UNROLL _Pragma("GCC unroll 16")
 #endif
 
 // @PRELUDE@

@@ -1,0 +1,392 @@
+"""A performance model of the kernels, calibrated on scaling studies, extrapolated with profiles.
+
+    lattice-hpc model --calibration DIR [DIR ...] [--kernel dslash] [--machines aurora,...]
+                      [--out DIR] [--json]
+
+**The model** (per rank; ``V`` the local volume, ``L_mu`` the local extents, ``P`` the
+partitioned directions, ``b`` bytes per real):
+
+- memory: ``t_mem = V B_site / (eta B_copy)``, with QUDA's byte model ``B_site`` (2880 bytes per
+  site for the Wilson hop in double, 1440 in single; the figure the benchmarks use), ``B_copy``
+  the copy bandwidth per rank when all ranks copy at once, and ``eta`` the kernel's fraction of
+  it, calibrated on the single-rank point (``eta = V_1 B_site / (t_1 B_copy,1)``);
+- network (alpha-beta): a face of ``V / L_mu`` sites carries a half spinor (12 reals);
+  ``t_net = 2 |P| alpha + 2 sum_mu (V / L_mu) 12 b / beta``; ``alpha`` and ``beta`` are fitted
+  exactly through two halo exchanges of the study (smallest and largest message volume);
+- overlap: ``t = max(t_mem, t_net) + (1 - omega) min(t_mem, t_net)``; ``omega = 1`` where the
+  faces travel while the bulk computes (GPUs with GPU-aware MPI, the extrapolations), ``omega =
+  0`` for CPU ranks, where MPI progresses only inside its calls (the calibration machine);
+- kernels: ``halo`` = ``t_net`` of the link field (4 links x 18 reals per face site, full halo);
+  ``dslash`` = the above; ``cg`` (a CGNE iteration of the even/odd operator) = its single-rank
+  time scaled by ``V B_copy,1 / (V_1 B_copy)`` + the face traffic of two hops + two global
+  reductions (``2 alpha ceil(log2 n)``); ``hmc`` (a trajectory) = its single-rank non-Dirac time
+  scaled by volume and bandwidth + its Dirac-operator time modelled as ``dslash`` (the trajectory's
+  number of hops from its record).
+
+**Calibration and validation.**  The single-rank point of each study (and the two halo points)
+are calibration points: the model reproduces them exactly.  Every other measured point is a
+prediction; its relative error is reported.
+
+**Extrapolation.**  With the profiles' figures: ``B_copy`` = ``copy_efficiency`` x peak HBM
+bandwidth per GPU over ranks per GPU, ``eta`` = ``gpu_kernel_efficiency``, ``alpha`` = the
+profile's MPI latency, ``beta`` = NIC bandwidth x NICs per node / ranks per node (every rank
+sends off-node at once: an upper bound of the time, as no traffic is assumed to stay in the
+node).  Strong scaling of 64^3 x 128 and weak scaling at 32^4 per GPU (rank), over powers of two
+of nodes up to the full machine.  Each assumption is printed with the result.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+
+from ..errors import ConfigError
+from .profiles import Profile
+from .scaling import grid_for
+
+BYTES_PER_SITE = {"double": 2880, "single": 1440}  # the Wilson hop, QUDA's model
+FLOPS_PER_SITE = 1320
+HALF_SPINOR_REALS = 12
+LINK_FACE_REALS = 4 * 18  # a full halo of the links: every direction's links at a face site
+ITEMSIZE = {"double": 8, "single": 4}
+MODELLED = ("halo", "dslash", "cg", "hmc")
+
+ASSUMPTIONS = {
+    "copy_efficiency": (0.85, "a STREAM-like copy reaches 85% of the peak HBM bandwidth "
+                              "(typical of A100, MI250X and PVC measurements; not measured here)"),
+    "gpu_kernel_efficiency": (0.6, "the hop reaches 60% of the copy bandwidth on a GPU (QUDA-class "
+                                   "Wilson kernels reach 60-80%; ours has not run on a GPU yet)"),
+    "overlap_gpu": (1.0, "faces travel while the bulk computes (GPU-aware MPI)"),
+    "overlap_cpu": (0.0, "CPU ranks: MPI progresses only inside its calls, so no overlap"),
+    "off_node": (1.0, "all face traffic leaves the node (an upper bound of the network time)"),
+}
+
+
+def load_study(path: str) -> dict:
+    """A scaling study's ``table.json`` (with the raw points) from its folder."""
+    try:
+        with open(os.path.join(path, "table.json")) as fh:
+            table = json.load(fh)
+        for p in table["points"]:
+            with open(os.path.join(path, "points", f"{table['kernel']}_{p['ranks']}.json")) as fh:
+                p["raw"] = json.load(fh).get("raw", {})
+    except FileNotFoundError as exc:
+        raise ConfigError(f"--calibration {path}: not a scaling results folder ({exc.filename} "
+                          "is missing; `lattice-hpc scaling` writes one)") from None
+    except (OSError, ValueError, KeyError) as exc:
+        raise ConfigError(f"--calibration {path}: cannot read the study ({exc})") from None
+    return table
+
+
+def _local(p) -> list[int]:
+    return p.get("local_dims") or [d // g for d, g in zip(p["dims"], p["grid"])]
+
+
+def faces(local_dims, grid, reals: int, itemsize: int) -> tuple[int, float]:
+    """``(messages, bytes)`` a rank sends in one exchange of faces of ``reals`` per site."""
+    vol = math.prod(local_dims)
+    msgs, nbytes = 0, 0.0
+    for L, g in zip(local_dims, grid):
+        if g > 1:
+            msgs += 2
+            nbytes += 2 * vol / L * reals * itemsize
+    return msgs, nbytes
+
+
+class Model:
+    """The model of one machine: ``copy`` bandwidth per rank (a function of the rank count),
+    ``alpha`` (s), ``beta`` (B/s), the overlap ``omega`` and the per-kernel calibration."""
+
+    def __init__(self, copy, alpha: float, beta: float, omega: float, precision: str = "double"):
+        self.copy, self.alpha, self.beta, self.omega = copy, alpha, beta, omega
+        self.precision = precision
+        self.cal: dict[str, dict] = {}
+
+    def net(self, local_dims, grid, reals: int) -> float:
+        msgs, nbytes = faces(local_dims, grid, reals, ITEMSIZE[self.precision])
+        return msgs * self.alpha + (nbytes / self.beta if nbytes else 0.0)
+
+    def combine(self, t_mem: float, t_net: float) -> float:
+        return max(t_mem, t_net) + (1.0 - self.omega) * min(t_mem, t_net)
+
+    def hop(self, local_dims, grid, ranks: int, copy: float | None = None) -> float:
+        eta = self.cal["dslash"]["eta"]
+        t_mem = math.prod(local_dims) * BYTES_PER_SITE[self.precision] / (eta * (copy or self.copy(ranks)))
+        return self.combine(t_mem, self.net(local_dims, grid, HALF_SPINOR_REALS))
+
+    def predict(self, kernel: str, local_dims, grid, ranks: int, counts=None,
+                copy: float | None = None) -> float:
+        """Seconds of one ``kernel`` operation on ``ranks`` ranks with these local extents
+        (``counts``: the ``(messages, bytes)`` of a measured halo exchange; ``copy``: the copy
+        bandwidth per rank measured with the point, else the model's at that rank count)."""
+        if kernel not in self.cal:
+            raise ConfigError(f"the model has no measurement of kernel {kernel!r} (it has "
+                              f"{', '.join(sorted(self.cal)) or 'none'}): run `lattice-hpc scaling "
+                              f"... --kernel {kernel}` and pass its folder to --calibration")
+        c = self.cal[kernel]
+        vol = math.prod(local_dims)
+        if kernel == "halo":
+            if counts is not None:  # the messages the benchmark sent (counts, not timings)
+                return counts[0] * self.alpha + counts[1] / self.beta
+            return self.net(local_dims, grid, LINK_FACE_REALS)
+        copy = copy or self.copy(ranks)
+        if kernel == "dslash":
+            return self.hop(local_dims, grid, ranks, copy)
+        scale = vol * c["copy"] / (c["volume"] * copy)
+        red = 2 * self.alpha * math.ceil(math.log2(ranks)) if ranks > 1 else 0.0
+        if kernel == "cg":
+            return self.combine(c["seconds"] * scale, 2 * self.net(local_dims, grid, HALF_SPINOR_REALS)) + red
+        if kernel == "hmc":
+            if "dslash" not in self.cal:
+                raise ConfigError("the hmc model needs a dslash study too (its Dirac-operator part)")
+            return c["other_seconds"] * scale + c["hops"] * self.hop(local_dims, grid, ranks, copy)
+        raise ConfigError(f"no model for kernel {kernel!r}: the model covers {', '.join(MODELLED)}")
+
+
+def calibrate(studies: list[dict]) -> tuple[Model, list[dict]]:
+    """The model of the machine the studies ran on, and the list of its calibration points."""
+    if not studies:
+        raise ConfigError("--calibration: give at least one scaling results folder")
+    by_kernel = {}
+    for t in studies:
+        if t["kernel"] not in MODELLED:
+            raise ConfigError(f"no model for kernel {t['kernel']!r} (study of {t['machine']}): the "
+                              f"model covers {', '.join(MODELLED)}")
+        by_kernel.setdefault(t["kernel"], []).append(t)
+    precision = studies[0]["precision"]
+    copies = {}
+    for t in studies:
+        for p in t["points"]:
+            copies.setdefault(p["ranks"], []).append(p["copy_GBps_per_rank"] * 1e9)
+    copy_at = {r: sum(v) / len(v) for r, v in copies.items()}
+
+    def copy(r):
+        if r in copy_at:
+            return copy_at[r]
+        known = sorted(copy_at)
+        return copy_at[min(known, key=lambda k: abs(k - r))]
+
+    # alpha, beta through two halo exchanges (the smallest and the largest message volume)
+    halo_all = [p for t in by_kernel.get("halo", []) for p in t["points"] if p["ranks"] > 1]
+    halo_pts = [p for p in halo_all if not p.get("oversubscribed")]
+    if len(halo_pts) < 2:
+        halo_pts = halo_all
+    if len(halo_pts) >= 2 and len({_counts(p) for p in halo_pts}) >= 2:
+        vol = _counts
+        a, b = min(halo_pts, key=lambda p: vol(p)[1]), max(halo_pts, key=lambda p: vol(p)[1])
+        (m1, n1), (m2, n2) = vol(a), vol(b)
+        t1, t2 = a["seconds"], b["seconds"]
+        det = m1 * n2 - m2 * n1
+        if det == 0 or m1 == m2 and n1 == n2:
+            raise ConfigError("the halo study needs two points with different message counts or "
+                              "sizes to fit the network's latency and bandwidth")
+        alpha = (t1 * n2 - t2 * n1) / det
+        inv_beta = (m1 * t2 - m2 * t1) / det
+        if alpha <= 0 or inv_beta <= 0:  # fall back: a through-origin bandwidth, latency from the small one
+            inv_beta = t2 / n2
+            alpha = max(1e-7, (t1 - n1 * inv_beta) / m1)
+        beta = 1.0 / inv_beta
+        halo_cal = [a, b]
+    else:
+        raise ConfigError("the model needs halo exchanges of two sizes on several ranks for the "
+                          "network's latency and bandwidth: halo studies (`lattice-hpc scaling "
+                          "strong --kernel halo --ranks 1,2 --dims ...`) at two lattice sizes")
+    model = Model(copy, alpha, beta, ASSUMPTIONS["overlap_cpu"][0], precision)
+    cal_points = [("halo", p) for p in halo_cal]
+    model.cal["halo"] = {}
+    order = [k for k in ("dslash", "cg", "hmc") if k in by_kernel]
+    for kernel in order:
+        t = by_kernel[kernel][0]
+        p = min(t["points"], key=lambda q: q["ranks"])
+        if p["ranks"] != 1:
+            raise ConfigError(f"the {kernel} study has no single-rank point: the model calibrates "
+                              "its compute part there (add 1 to --ranks)")
+        v = math.prod(_local(p))
+        c = {"seconds": p["seconds"], "volume": v, "copy": p["copy_GBps_per_rank"] * 1e9}
+        if kernel == "dslash":
+            c["eta"] = v * BYTES_PER_SITE[precision] / (p["seconds"] * c["copy"])
+        if kernel == "hmc":
+            calls = p["raw"]["records"][-1].get("dslash_calls", 0)
+            c["hops"] = calls
+            c["other_seconds"] = p["seconds"] - p.get("dslash_seconds", 0.0)
+            # the Dirac part is modelled by the dslash model; calibrate its single-rank time exactly
+        model.cal[kernel] = c
+        cal_points.append((kernel, p))
+    if "hmc" in model.cal and "dslash" in model.cal:  # exact at the calibration point
+        c = model.cal["hmc"]
+        p = [q for k, q in cal_points if k == "hmc"][0]
+        c["other_seconds"] = p["seconds"] - c["hops"] * model.hop(_local(p), p["grid"], 1, c["copy"])
+    return model, cal_points
+
+
+def _counts(p) -> tuple[int, float]:
+    """``(messages, bytes)`` per rank of a measured halo point."""
+    r = p["raw"]["results"][0]
+    return int(r["messages"]), float(r["bytes_sent_per_rank"])
+
+
+def validate(model: Model, studies: list[dict], cal_points) -> list[dict]:
+    """Every measured point against the model: calibration points and predictions."""
+    cal_ids = {(k, id(p)) for k, p in cal_points}
+    out = []
+    for t in studies:
+        for p in t["points"]:
+            if t["kernel"] == "halo" and p["ranks"] == 1:
+                continue  # nothing crosses ranks: a local copy, not the network's business
+            counts = _counts(p) if t["kernel"] == "halo" else None
+            pred = model.predict(t["kernel"], _local(p), p["grid"], p["ranks"], counts,
+                                 p["copy_GBps_per_rank"] * 1e9)
+            out.append({"kernel": t["kernel"], "mode": t["mode"], "ranks": p["ranks"],
+                        "dims": p["dims"], "grid": p["grid"], "measured": p["seconds"],
+                        "model": pred, "error": pred / p["seconds"] - 1.0,
+                        "calibration": (t["kernel"], id(p)) in cal_ids,
+                        "oversubscribed": p.get("oversubscribed", False)})
+    return out
+
+
+def machine_model(prof: Profile, base: Model, precision: str) -> tuple[Model, dict]:
+    """The model of a big machine from its profile's figures and the stated assumptions."""
+    lay = prof.layout("gpu")
+    per_gpu = int(lay.get("ranks_per_gpu", 1))
+    bw = prof.figure("gpu_memory_bandwidth") * 1e9 / per_gpu * ASSUMPTIONS["copy_efficiency"][0]
+    rpn = lay["ranks_per_node"]
+    beta = prof.figure("nic_bandwidth") * 1e9 * prof.figure("nics_per_node") / rpn
+    alpha = prof.figure("network_latency") * 1e-6
+    m = Model(lambda r: bw, alpha, beta, ASSUMPTIONS["overlap_gpu"][0], precision)
+    m.cal = {"dslash": {"eta": ASSUMPTIONS["gpu_kernel_efficiency"][0]}, "halo": {}}
+    figures = {"copy_GBps_per_rank": bw / 1e9, "beta_GBps_per_rank": beta / 1e9,
+               "alpha_us": alpha * 1e6, "ranks_per_node": rpn, "ranks_per_gpu": per_gpu}
+    return m, figures
+
+
+def extrapolate(prof: Profile, m: Model, mode: str) -> list[dict]:
+    """Strong scaling of 64^3 x 128 or weak scaling at 32^4 per rank, nodes 1, 2, 4, ... up to
+    the machine, for the hop."""
+    from ..geometry.decomposition import resolve_grid
+
+    rpn = prof.layout("gpu")["ranks_per_node"]
+    total = int(prof.data["machine"]["nodes"])
+    nodes = [2 ** k for k in range(int(math.log2(total)) + 1)]
+    if nodes[-1] != total:
+        nodes.append(total)
+    rows, base = [], None
+    for n in nodes:
+        ranks = n * rpn
+        if mode == "strong":
+            dims = [64, 64, 64, 128]
+            try:
+                grid = list(resolve_grid(dims, "auto", ranks))
+            except Exception:
+                continue  # this rank count does not divide 64^3 x 128
+            local = [d // g for d, g in zip(dims, grid)]
+        else:
+            local = [32, 32, 32, 32]
+            grid = grid_for(ranks, 4)
+            dims = [a * g for a, g in zip(local, grid)]
+        t = m.hop(local, grid, ranks)
+        t_net = m.net(local, grid, HALF_SPINOR_REALS)
+        t_mem = math.prod(local) * BYTES_PER_SITE[m.precision] / (m.cal["dslash"]["eta"] * m.copy(ranks))
+        row = {"nodes": n, "ranks": ranks, "dims": dims, "grid": grid, "local_dims": local,
+               "seconds": t, "memory_seconds": t_mem, "network_seconds": t_net,
+               "TFLOPs": FLOPS_PER_SITE * math.prod(dims) / t / 1e12,
+               "network_bound": t_net > t_mem}
+        if base is None:
+            base = row
+        if mode == "strong":
+            row["speedup"] = base["seconds"] / t
+            row["efficiency"] = row["speedup"] * base["ranks"] / ranks
+        else:
+            row["efficiency"] = base["seconds"] / t
+        rows.append(row)
+    return rows
+
+
+def run_model(args) -> dict:
+    """The ``model`` command."""
+    studies = [load_study(d) for d in args.calibration]
+    model, cal = calibrate(studies)
+    if args.kernel:
+        model.predict(args.kernel, [4, 4, 4, 4], [1, 1, 1, 1], 1)  # refuses an unmeasured kernel
+    checks = validate(model, studies, cal)
+    preds = [c for c in checks if not c["calibration"]]
+    out = {"calibration_machine": studies[0]["machine"], "precision": model.precision,
+           "calibrated": {"alpha_us": model.alpha * 1e6, "beta_GBps": model.beta / 1e9,
+                          "dslash_eta": model.cal.get("dslash", {}).get("eta"),
+                          "overlap": model.omega},
+           "points": checks,
+           "max_prediction_error": max((abs(c["error"]) for c in preds), default=None),
+           "assumptions": {k: {"value": v, "why": w} for k, (v, w) in ASSUMPTIONS.items()},
+           "extrapolations": {}}
+    if "dslash" in model.cal:
+        for name in [m for m in args.machines.split(",") if m]:
+            prof = Profile.load(name)
+            m, figs = machine_model(prof, model, model.precision)
+            out["extrapolations"][name] = {"figures": figs, "strong_64^3x128": extrapolate(prof, m, "strong"),
+                                           "weak_32^4_per_rank": extrapolate(prof, m, "weak")}
+    if args.out:
+        os.makedirs(args.out, exist_ok=True)
+        with open(os.path.join(args.out, "model.json"), "w") as fh:
+            json.dump(out, fh, indent=1)
+        with open(os.path.join(args.out, "model.md"), "w") as fh:
+            fh.write(markdown(out))
+        if out["extrapolations"]:
+            plot(out, args.out)
+    return out
+
+
+def markdown(out: dict) -> str:
+    c = out["calibrated"]
+    lines = [f"# Performance model, calibrated on {out['calibration_machine']} ({out['precision']})", "",
+             f"alpha = {c['alpha_us']:.3g} us, beta = {c['beta_GBps']:.3g} GB/s per rank, "
+             f"dslash eta = {c['dslash_eta'] if c['dslash_eta'] is None else round(c['dslash_eta'], 3)}"
+             f" of the copy bandwidth, overlap {c['overlap']}", "",
+             "| kernel | mode | ranks | lattice | grid | measured s | model s | error | role |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for p in out["points"]:
+        lines.append(f"| {p['kernel']} | {p['mode']} | {p['ranks']} | {','.join(map(str, p['dims']))} | "
+                     f"{','.join(map(str, p['grid']))} | {p['measured']:.4g} | {p['model']:.4g} | "
+                     f"{100 * p['error']:+.1f}% | {'calibration' if p['calibration'] else 'prediction'}"
+                     f"{' (oversubscribed)' if p['oversubscribed'] else ''} |")
+    if out["max_prediction_error"] is not None:
+        lines += ["", f"Largest prediction error: {100 * out['max_prediction_error']:.1f}%"]
+    lines += ["", "Assumptions:"] + [f"- {k} = {v['value']}: {v['why']}" for k, v in out["assumptions"].items()]
+    for name, ex in out["extrapolations"].items():
+        f = ex["figures"]
+        lines += ["", f"## {name}: the Wilson hop ({f['ranks_per_node']} ranks per node, copy "
+                      f"{f['copy_GBps_per_rank']:.0f} GB/s and network {f['beta_GBps_per_rank']:.1f} GB/s "
+                      f"per rank, latency {f['alpha_us']} us)"]
+        for key in ("strong_64^3x128", "weak_32^4_per_rank"):
+            lines += ["", f"{key}:", "", "| nodes | ranks | grid | local | s per hop | TFLOP/s | efficiency | bound |",
+                      "|---|---|---|---|---|---|---|---|"]
+            for r in ex[key]:
+                lines.append(f"| {r['nodes']} | {r['ranks']} | {','.join(map(str, r['grid']))} | "
+                             f"{','.join(map(str, r['local_dims']))} | {r['seconds']:.3g} | "
+                             f"{r['TFLOPs']:.4g} | {r['efficiency']:.3f} | "
+                             f"{'network' if r['network_bound'] else 'memory'} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(out: dict, folder: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for i, (name, ex) in enumerate(out["extrapolations"].items()):
+        for ax, key in zip(axes, ("strong_64^3x128", "weak_32^4_per_rank")):
+            rows = ex[key]
+            ax.plot([r["nodes"] for r in rows], [r["efficiency"] for r in rows], "o-",
+                    color=f"C{i}", label=name, ms=3)
+            ax.set_xscale("log", base=2)
+            ax.set_xlabel("nodes")
+            ax.set_ylabel("parallel efficiency")
+            ax.set_ylim(0, 1.1)
+            ax.set_title(key.replace("_", " "), fontsize=9)
+    axes[0].legend(fontsize=8)
+    fig.suptitle("Model: Wilson hop, double precision (assumptions in model.md)", fontsize=9)
+    fig.tight_layout()
+    for ext in ("png", "pdf"):
+        fig.savefig(os.path.join(folder, f"model.{ext}"), dpi=120)
+    plt.close(fig)
