@@ -266,6 +266,8 @@ def extrapolate(prof: Profile, m: Model, mode: str) -> list[dict]:
     from ..geometry.decomposition import resolve_grid
 
     rpn = prof.layout("gpu")["ranks_per_node"]
+    if mode == "strong":  # the most ranks per node (GPUs or tiles used) whose grids divide 64^3 x 128
+        rpn = strong_ranks_per_node(prof)
     total = int(prof.data["machine"]["nodes"])
     nodes = [2 ** k for k in range(int(math.log2(total)) + 1)]
     if nodes[-1] != total:
@@ -302,6 +304,23 @@ def extrapolate(prof: Profile, m: Model, mode: str) -> list[dict]:
     return rows
 
 
+def _fits(dims, ranks: int) -> bool:
+    from ..geometry.decomposition import resolve_grid
+
+    try:
+        resolve_grid(dims, "auto", ranks)
+        return True
+    except Exception:
+        return False
+
+
+def strong_ranks_per_node(prof: Profile) -> int:
+    """Ranks per node of the strong-scaling extrapolation (Aurora's 12 tiles do not divide a
+    64^3 x 128 lattice: 8 of them are used)."""
+    rpn = prof.layout("gpu")["ranks_per_node"]
+    return max(r for r in range(1, rpn + 1) if _fits([64, 64, 64, 128], r))
+
+
 def run_model(args) -> dict:
     """The ``model`` command."""
     studies = [load_study(d) for d in args.calibration]
@@ -322,6 +341,7 @@ def run_model(args) -> dict:
         for name in [m for m in args.machines.split(",") if m]:
             prof = Profile.load(name)
             m, figs = machine_model(prof, model, model.precision)
+            figs["strong_ranks_per_node"] = strong_ranks_per_node(prof)
             out["extrapolations"][name] = {"figures": figs, "strong_64^3x128": extrapolate(prof, m, "strong"),
                                            "weak_32^4_per_rank": extrapolate(prof, m, "weak")}
     if args.out:
@@ -353,7 +373,8 @@ def markdown(out: dict) -> str:
     lines += ["", "Assumptions:"] + [f"- {k} = {v['value']}: {v['why']}" for k, v in out["assumptions"].items()]
     for name, ex in out["extrapolations"].items():
         f = ex["figures"]
-        lines += ["", f"## {name}: the Wilson hop ({f['ranks_per_node']} ranks per node, copy "
+        lines += ["", f"## {name}: the Wilson hop ({f['ranks_per_node']} ranks per node, "
+                      f"{f['strong_ranks_per_node']} in the strong scaling, copy "
                       f"{f['copy_GBps_per_rank']:.0f} GB/s and network {f['beta_GBps_per_rank']:.1f} GB/s "
                       f"per rank, latency {f['alpha_us']} us)"]
         for key in ("strong_64^3x128", "weak_32^4_per_rank"):
