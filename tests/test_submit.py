@@ -261,3 +261,23 @@ def test_segments_are_chained_by_dependencies_and_cancelled_once_complete(tmp_pa
     subprocess.run([sys.executable, "-m", "lattice_hpc.batch.chain", "after", out["run_dir"], "0"],
                    env={**os.environ, **env, **me}, check=True)
     assert len(log.read_text().splitlines()) == 5
+
+
+EXAMPLES = sorted(os.path.join("jobs", "machines", n) for n in os.listdir(
+    os.path.join(os.path.dirname(__file__), "..", "jobs", "machines")) if n.endswith(".toml"))
+
+
+@pytest.mark.parametrize("example", EXAMPLES)
+def test_the_machine_examples_submit_as_their_header_says(tmp_path, example):
+    """Each example's ``# submit:`` line is a valid request (dry run), and its script passes
+    shellcheck: the examples of the README's "Running on a supercomputer" stay runnable."""
+    root = os.path.join(os.path.dirname(__file__), "..")
+    line = [ln for ln in open(os.path.join(root, example)) if ln.startswith("# submit: ")]
+    assert len(line) == 1, example
+    args = line[0].split()[4:]  # after "# submit: lattice-hpc submit"
+    assert args[0] == example and args[args.index("--machine") + 1] in example
+    proc = _submit(args + ["--dry-run"], cwd=root)
+    script = tmp_path / "job.sh"
+    script.write_text(proc.stdout)
+    sc = subprocess.run([_shellcheck(), "-s", "bash", str(script)], capture_output=True, text=True)
+    assert sc.returncode == 0, sc.stdout

@@ -21,10 +21,11 @@ def library(precision: str, recon: int = 18) -> ctypes.CDLL:
     """The compiled kernels for ``precision`` and link storage ``recon`` (compiled on first use)."""
     lib = shared_library(kernel_source(precision, recon), f"wilson_{precision}_r{recon}")
     real = ctypes.c_double if precision == "double" else ctypes.c_float
-    lib.dslash_bulk.argtypes = [_P] * 8 + [_I, _I, real, real, _I, _I, _L]
+    for f in (lib.dslash_bulk, lib.dslash_bulk_items):
+        f.argtypes = [_P] * 8 + [_I, _I, real, real, _I, _I, _L]
     lib.pack_face.argtypes = [_P] * 4 + [_I, _I, _I, _I, _L]
     lib.face_add.argtypes = [_P] * 6 + [_I, _I, _I, _I, real, _I, _L]
-    for f in (lib.dslash_bulk, lib.pack_face, lib.face_add):
+    for f in (lib.dslash_bulk, lib.dslash_bulk_items, lib.pack_face, lib.face_add):
         f.restype = None
     return lib
 
@@ -34,7 +35,12 @@ def _ptr(a) -> int | None:
 
 
 class CompiledHopping(Hopping):
-    """The fused kernels on host arrays (NumPy), one call per bulk / face / pack."""
+    """The fused kernels on host arrays (NumPy), one call per bulk / face / pack.
+
+    ``bulk_kernel`` is the library's ``dslash_bulk`` (the CPU's vectorised body); the tests set it
+    to ``dslash_bulk_items``, the GPU's per-work-item body compiled for the CPU, to check that one
+    against the reference where there is no GPU.
+    """
 
     name = "compiled"
 
@@ -43,6 +49,7 @@ class CompiledHopping(Hopping):
         if op.backend.name != "numpy":
             raise BackendError("the compiled CPU kernels take NumPy arrays: use kernel='cuda' on CuPy")
         self.lib = library(op.backend.precision, op.recon)
+        self.bulk_kernel = self.lib.dslash_bulk
         self.real = op.backend.real
         lat = self.lattice
         self.gauge = kernel_links(op, np)
@@ -67,11 +74,11 @@ class CompiledHopping(Hopping):
         B, C = self.packed(B), self.packed(C)
         out = np.empty_like(psi)
         n = self.V if parity is None else self.V // 2
-        self.lib.dslash_bulk(out.ctypes.data, self._check(psi).ctypes.data,
-                             self._check(chi).ctypes.data, self.gauge.ctypes.data, _ptr(B), _ptr(C),
-                             self.geom.ctypes.data, self.bc.ctypes.data,
-                             -1 if parity is None else parity, int(dagger), alpha, beta,
-                             int(B is not None), int(C is not None), n)
+        self.bulk_kernel(out.ctypes.data, self._check(psi).ctypes.data,
+                         self._check(chi).ctypes.data, self.gauge.ctypes.data, _ptr(B), _ptr(C),
+                         self.geom.ctypes.data, self.bc.ctypes.data,
+                         -1 if parity is None else parity, int(dagger), alpha, beta,
+                         int(B is not None), int(C is not None), n)
         return out
 
     def face_add(self, out, buf, mu, side, C, beta, dagger, parity):
