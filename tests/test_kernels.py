@@ -8,8 +8,10 @@
 - the same on every process grid (against the serial reference);
 - the Schur complement: ``gamma_5``-hermiticity, and the even/odd solve equals the full solve.
 
-The fused kernels checked are those this machine can run: ``compiled`` (g++) everywhere, and
-``cuda`` when CuPy finds a GPU (the list is built at collection time, nothing is skipped).  Where
+The fused kernels checked are those this machine can run: ``compiled`` (g++) everywhere, with each
+of its bulk bodies (the CPU's vectorised ``dslash_bulk`` and ``dslash_bulk_items``, the GPU's
+per-work-item body built for the CPU), and ``cuda`` when CuPy finds a GPU (the list is built at
+collection time, nothing is skipped).  Where
 CUDA's compiler is installed, the same source is also compiled for the GPU (sm_90) by nvcc.
 """
 
@@ -46,6 +48,15 @@ def _gpu():
 
 
 FUSED = [("compiled", "numpy")] + ([("cuda", "cupy")] if _gpu() else [])
+# (kernel, array module, bulk entry point of the compiled library; None: the kernel's own)
+BODIES = [("compiled", "numpy", "dslash_bulk"), ("compiled", "numpy", "dslash_bulk_items")] + \
+         ([("cuda", "cupy", None)] if _gpu() else [])
+
+
+def _use_body(D, body):
+    if body is not None:
+        D.hopping.bulk_kernel = getattr(D.hopping.lib, body)
+    return D
 
 
 def _hot(lat, backend, seed=3):
@@ -77,17 +88,17 @@ def test_kernel_tables_rebuild_the_gamma_matrices():
         np.testing.assert_array_equal(g, GAMMA[mu])
 
 
-@pytest.mark.parametrize("kernel,array", FUSED)
+@pytest.mark.parametrize("kernel,array,body", BODIES)
 @pytest.mark.parametrize("precision,tol", [("double", 1e-13), ("single", 1e-6)])
 @pytest.mark.parametrize("recon", [18, 12])
 @pytest.mark.parametrize("csw", [0.0, 1.4])
-def test_fused_kernels_equal_the_reference(kernel, array, precision, tol, recon, csw):
+def test_fused_kernels_equal_the_reference(kernel, array, body, precision, tol, recon, csw):
     lat = Lattice((4, 6, 4, 8), (1, 1, 1, 1), comm=self_comm())
     ref = WilsonDirac(_hot(lat, Backend("numpy", "double")), 0.13, csw, BC, kernel="reference")
     psi = random_spinor(lat, CounterRNG(5), ("psi",), Backend("numpy", "double"))
     want = _operations(ref, psi)
     backend = Backend(array, precision)
-    D = ref.converted(precision, kernel, array, recon)
+    D = _use_body(ref.converted(precision, kernel, array, recon), body)
     assert D.hopping.name == kernel and D.dtype == backend.complex and D.recon == recon
     got = _operations(D, backend.asarray(psi, dtype=backend.complex))
     for key, w in want.items():
@@ -108,15 +119,17 @@ def test_recon12_refuses_links_that_are_not_su3():
 
 
 @pytest.mark.mpi
-@pytest.mark.parametrize("kernel,array", FUSED)
+@pytest.mark.parametrize("kernel,array,body", BODIES)
 @pytest.mark.parametrize("csw,recon", [(0.0, 18), (1.2, 18), (1.2, 12)])
-def test_fused_kernels_are_identical_on_every_grid(kernel, array, csw, recon):
+def test_fused_kernels_are_identical_on_every_grid(kernel, array, body, csw, recon):
     dims = (4, 4, 4, 8)
     backend = Backend(array, "double")
 
     def run(lat, kernel):
         D = WilsonDirac(_hot(lat, backend, 7), 0.125, csw, BC, kernel=kernel,
                         recon=18 if kernel == "reference" else recon)
+        if kernel != "reference":
+            _use_body(D, body)
         psi = random_spinor(lat, CounterRNG(8), ("psi",), backend)
         return {key: gather_spinor(lat, v) for key, v in _operations(D, psi).items()}
 

@@ -464,3 +464,28 @@ def test_a_requeued_batch_job_takes_over_the_lock_of_its_earlier_run(tmp_path, m
     _plant(run, job_id="777", restart_count=1)  # run 1 is alive: run 1 again is refused
     with pytest.raises(RunDirLocked):
         RunLock(run, self_comm(), log=Log()).acquire()
+
+
+def test_a_segment_of_a_chain_takes_over_the_lock_of_the_segment_before_it(tmp_path, monkeypatch):
+    """``lattice-hpc submit --segments`` lists its jobs in RUN_DIR/batch/jobs.json; a segment
+    starts only after the one before it ended, so that one's lock (killed at its limit: fresh
+    heartbeat, another node) is taken over, but not a lock of a later segment or another job."""
+    for var in ("SLURM_JOB_ID", "LSB_JOBID", "FLUX_JOB_ID", "COBALT_JOBID", "SLURM_RESTART_COUNT"):
+        monkeypatch.delenv(var, raising=False)
+    run = str(tmp_path / "r")
+    os.makedirs(os.path.join(run, "batch"))
+    with open(os.path.join(run, "batch", "jobs.json"), "w") as fh:
+        json.dump({"scheduler": "pbs", "jobs": ["101.pbs01", "102.pbs01", "103.pbs01"]}, fh)
+    _plant(run, job_id="102.pbs01")
+    monkeypatch.setenv("PBS_JOBID", "101.pbs01")  # an earlier segment does not take over
+    with pytest.raises(RunDirLocked):
+        RunLock(run, self_comm(), log=Log()).acquire()
+    monkeypatch.setenv("PBS_JOBID", "999.pbs01")  # nor does a job outside the chain
+    with pytest.raises(RunDirLocked):
+        RunLock(run, self_comm(), log=Log()).acquire()
+    monkeypatch.setenv("PBS_JOBID", "103.pbs01")
+    log = Log()
+    with RunLock(run, self_comm(), log=log) as lk:
+        assert _record(run)["token"] == lk.token
+        (warn,) = log.text("warning")
+        assert "102.pbs01" in warn and "earlier segment" in warn

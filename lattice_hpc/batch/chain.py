@@ -33,6 +33,25 @@ def jobs_file(run_dir: str) -> str:
     return os.path.join(run_dir, "batch", "jobs.json")
 
 
+def _base(job_id: str) -> str:
+    return str(job_id).split(".")[0]  # PBS ids carry the server: 123.pbs01
+
+
+def earlier_segment(run_dir: str, holder, me) -> bool:
+    """Whether batch job ``holder`` is a segment of this run's chain (``RUN_DIR/batch/jobs.json``)
+    submitted before job ``me``: the scheduler started ``me`` only after ``holder`` ended
+    (``afterany``), so a lock ``holder`` left behind, killed at its wall-clock limit, is stale."""
+    if not holder or not me:
+        return False
+    try:
+        with open(jobs_file(run_dir)) as fh:
+            ids = [_base(j) for j in json.load(fh).get("jobs", [])]
+    except (OSError, ValueError, AttributeError):
+        return False
+    h, m = _base(holder), _base(me)
+    return h in ids and m in ids and ids.index(h) < ids.index(m)
+
+
 def after(run_dir: str, rc: int) -> list[str]:
     """Cancel the queued segments if the chain is over; returns the cancelled job ids."""
     done = is_complete(run_dir)

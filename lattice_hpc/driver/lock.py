@@ -19,7 +19,9 @@ private file.  Where hard links are not supported the lock is created with
 Stale locks: a held lock is stale when its host is this host and its process has ended (or its pid
 now belongs to a process with another start time), when it belongs to an earlier run of this very
 batch job (same job id, lower ``restart_count``: Slurm requeued the job, which ends the earlier
-run first), or when its heartbeat is older than
+run first), when it belongs to an earlier segment of this run's chain of batch jobs
+(``RUN_DIR/batch/jobs.json``, written by ``lattice-hpc submit``, whose dependencies start a
+segment only after the one before it ended), or when its heartbeat is older than
 ``stale_after`` seconds (300 by default), the age being measured with the file system's clock (the
 mtime of a probe file just created), not the node's.  A lock that cannot be parsed (its creator
 died while writing it) counts as a holder of unknown host whose heartbeat is its mtime.  A stale
@@ -279,6 +281,11 @@ class RunLock:
                 isinstance(ours, int) and isinstance(theirs, int) and ours > theirs:
             return (f"it belongs to run {theirs} of this batch job ({rec['job_id']}), which was "
                     f"requeued (this is run {ours})")
+        from ..batch.chain import earlier_segment
+
+        if earlier_segment(self.run_dir, rec.get("job_id"), self.info.get("job_id")):
+            return (f"it belongs to batch job {rec['job_id']}, an earlier segment of this run's "
+                    "chain, which ended before this one started")
         if age > self.stale_after:
             return f"its last heartbeat is {age:.0f} s old (more than {self.stale_after:g} s)"
         return None
