@@ -182,7 +182,7 @@ UNROLL
       project(mu, -sf, psi + 12 * nb, h);
       load_link(U, mu, nb, G.V, link);
       colour(link, 1, h, uh);
-      if (!wrap) scale(uh, conj(phase));
+      if (wrap) scale(uh, conj(phase));
       reconstruct(mu, -sf, uh, acc);
     }
   }
