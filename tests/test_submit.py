@@ -189,7 +189,8 @@ def _u1_job(tmp_path, name):
 
 def test_local_segments_forced_by_the_wall_clock_give_the_uninterrupted_chain(tmp_path):
     """69 steps; a virtual clock of 1 s per step and a 30 s limit (27 s after the margin): each
-    segment stops itself after 26 steps, so three segments finish the run, bit for bit."""
+    segment stops itself after 26 steps, so ``--segments 3`` finishes the run, bit for bit; with
+    two it stops short, and a later submit of four segments needs one."""
     ref, ref_dir = _u1_job(tmp_path, "ref")
     out = json.loads(_submit([ref, "--machine", "local", "--nodes", "1", "--walltime", "1h"],
                              cwd=str(tmp_path)).stdout)
@@ -197,7 +198,7 @@ def test_local_segments_forced_by_the_wall_clock_give_the_uninterrupted_chain(tm
     job, rd = _u1_job(tmp_path, "seg")
     clock = {"LATTICE_HPC_FAULT": "clock:chain:1000"}
     out = json.loads(_submit([job, "--machine", "local", "--nodes", "1", "--walltime", "0:00:30",
-                              "--segments", "5"], cwd=str(tmp_path), env=clock).stdout)
+                              "--segments", "3"], cwd=str(tmp_path), env=clock).stdout)
     assert out["complete"] and [s["segment"] for s in out["segments_run"]] == [1, 2, 3]
     assert out["max_seconds"] == 27
     logs = [open(s["log"]).read() for s in out["segments_run"]]
@@ -210,9 +211,10 @@ def test_local_segments_forced_by_the_wall_clock_give_the_uninterrupted_chain(tm
     out = json.loads(_submit([job2, "--machine", "local", "--nodes", "1", "--walltime", "30s",
                               "--segments", "2"], cwd=str(tmp_path), env=clock).stdout)
     assert not out["complete"] and len(out["segments_run"]) == 2
-    out = json.loads(_submit([job2, "--machine", "local", "--nodes", "1", "--walltime", "30s"],
-                             cwd=str(tmp_path), env=clock).stdout)
-    assert out["complete"] and run_records(rd2) == run_records(ref_dir)
+    out = json.loads(_submit([job2, "--machine", "local", "--nodes", "1", "--walltime", "30s",
+                              "--segments", "4"], cwd=str(tmp_path), env=clock).stdout)
+    assert out["complete"] and len(out["segments_run"]) == 1  # the chain ends once complete
+    assert run_records(rd2) == run_records(ref_dir)
 
 
 def _fake_scheduler(bin_dir, log):
