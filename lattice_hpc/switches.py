@@ -24,6 +24,8 @@ Switches (*agree*: must be identical on every rank; checked at start-up):
   for tests, see :mod:`lattice_hpc.faults` (which reads it itself).
 - ``LATTICE_HPC_CACHE`` = a directory (default ``~/.cache/lattice_hpc``; may differ between
   ranks): the cache of compiled kernels.
+- ``LATTICE_HPC_PROFILES`` = a directory (default: the checkout's ``profiles/``; may differ):
+  the machine profiles of ``lattice-hpc submit``, ``scaling`` and ``model``.
 
 Facts compared at start-up as well (they differ when nodes' installations differ):
 
@@ -198,9 +200,12 @@ register("MPICH_GPU_SUPPORT_ENABLED", "Cray MPICH's GPU support; 1 hands device 
          "to MPI directly", default=False, choices=("0", "1"), validator=_flag)
 register("LATTICE_HPC_FAULT", "fault injection for tests (lattice_hpc/faults.py)", default=[],
          validator=_fault_spec, allowed="comma-separated ACTION:POINT[:K][@RANK], ACTION one of "
-         "kill, eio, eacces")
+         "kill, eio, eacces, nan, clock")
 register("LATTICE_HPC_CACHE", "directory of the compiled-kernel cache (may differ per node)",
          default=None, validator=os.path.expanduser, agree=False, allowed="a directory")
+register("LATTICE_HPC_PROFILES", "directory of the machine profiles (lattice-hpc submit, scaling, "
+         "model; default: the checkout's profiles/)", default=None, validator=os.path.expanduser,
+         agree=False, allowed="a directory")
 register_fact("lattice_hpc version", "the version of the imported lattice_hpc package", _version)
 register_fact("mpi4py", "the version of mpi4py in use (unset: this process runs without MPI)",
               _mpi4py)

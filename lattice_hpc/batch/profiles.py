@@ -43,7 +43,9 @@ _LAYOUT_KEYS = ("ranks_per_node", "threads_per_rank", "args", "wrapper", "env")
 
 def profile_dir() -> str:
     """The folder of the profiles: ``$LATTICE_HPC_PROFILES`` or the checkout's ``profiles/``."""
-    env = os.environ.get("LATTICE_HPC_PROFILES")
+    from ..switches import get
+
+    env = get("LATTICE_HPC_PROFILES")
     if env:
         return env
     return os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
