@@ -10,7 +10,8 @@ session is continued in the next one.  ``--report-only`` only reads what the run
 - ``u1_L8``: 2D U(1), L = 8, beta = 2 (u1_L8_b2.toml): plaquette and <Q^2> of the flow chain
   against the exact finite-volume values (:mod:`lattice_hpc.gauge.exact_u1`), Gamma-method errors,
   within 2 sigma; acceptance (goal >= 0.5); ``u1_L8_ft``: the same for its flow trained further
-  (u1_L8_b2_ft.toml, from validation/flow/models/u1_L8_b2.h5);
+  (u1_L8_b2_ft.toml, from validation/flow/models/u1_L8_b2.h5), ``u1_L8_ft2`` (u1_L8_b2_ft2.toml,
+  from validation/flow/models/u1_L8_b2_ft.h5, batch 512, float32 training);
 - ``u1_L16``: 2D U(1), L = 16, beta = 2, 4, 6: flow chain (u1_L16_b*.toml) and HMC
   (hmc_u1_L16_b*.toml): acceptance, ESS, tau_int(Q), cost per independent Q sample (seconds per
   step times 2 tau_int; the flow with and without its training time spread over its independent
@@ -183,6 +184,7 @@ def main():
            "np": a.np}
     for part in a.only.split(","):
         res[part] = {"u1_L8": u1_L8, "u1_L8_ft": lambda n, r: u1_L8(n, r, "u1_L8_b2_ft"),
+                     "u1_L8_ft2": lambda n, r: u1_L8(n, r, "u1_L8_b2_ft2"),
                      "u1_L16": u1_L16, "su3": su3}[part](a.np, a.report_only)
     text = json.dumps(res, indent=1)
     print(text)
