@@ -14,7 +14,7 @@
                          [--kappa K] [--csw C] [--tol T] [--grid G]
     lattice-hpc bench copy [--mib M] [--backend numpy|cupy]
     lattice-hpc bench flow [--local-dims D] [--batch B] [--model FILE | --train-steps N] [--proposals N]
-    lattice-hpc scaling strong|weak --kernel halo|dslash|cg|hmc|io --ranks 1,2,4 --dims D
+    lattice-hpc scaling strong|weak --kernel halo|dslash|cg|hmc|io|flow --ranks 1,2,4 --dims D
                         [--machine M] [--precision P] [--seconds S] [--out DIR]
     lattice-hpc model --calibration DIR [DIR ...] [--machines aurora,frontier,perlmutter] [--out DIR]
     lattice-hpc submit JOB.toml --machine M --nodes N --walltime T [--account A] [--queue Q]
@@ -69,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     sc = sub.add_parser("scaling", help="strong or weak scaling study of a kernel: runs every "
                                         "point through the machine's launcher; table and plots")
     sc.add_argument("mode", choices=["strong", "weak"])
-    sc.add_argument("--kernel", required=True, choices=["halo", "dslash", "cg", "hmc", "io"])
+    sc.add_argument("--kernel", required=True, choices=["halo", "dslash", "cg", "hmc", "io", "flow"])
+    sc.add_argument("--group", default="U1", choices=["U1", "SU2", "SU3"], help="flow: the gauge group")
     sc.add_argument("--ranks", required=True, help="comma-separated rank counts, e.g. 1,2,4")
     sc.add_argument("--dims", required=True, help="global lattice (strong) or lattice per rank (weak)")
     sc.add_argument("--machine", default="local", help="profile whose launcher starts the ranks")

@@ -1,6 +1,6 @@
 """``lattice-hpc scaling strong|weak``: a scaling study of one kernel, point by point.
 
-    lattice-hpc scaling strong|weak --kernel halo|dslash|cg|hmc|io --ranks 1,2,4 --dims D
+    lattice-hpc scaling strong|weak --kernel halo|dslash|cg|hmc|io|flow --ranks 1,2,4 --dims D
                         [--machine local] [--precision double] [--seconds S] [--out DIR]
 
 Strong scaling keeps the global lattice ``--dims``; weak scaling keeps ``--dims`` per rank and
@@ -16,7 +16,7 @@ The results folder (``--out``) holds the raw JSON of every point (``points/``), 
 and ``table.md``:
 
 - ``seconds``: the kernel's time (a halo exchange; a hop; a CGNE iteration; a trajectory; a
-  checkpoint write);
+  checkpoint write; a training step of the flow, ``bench flow`` with ``--group``);
 - ``speedup = t(1) / t(n)`` and ``efficiency = t(1) / (n t(n))`` (strong), or
   ``efficiency = t(1) / t(n)`` (weak), relative to the smallest rank count of the study;
 - ``per_rank``: the throughput per rank in ``per_rank_unit`` (GB/s of halo, GFLOP/s, sites/s);
@@ -42,7 +42,7 @@ import tempfile
 from ..errors import ConfigError
 from .profiles import Profile
 
-KERNELS = ("halo", "dslash", "cg", "hmc", "io")
+KERNELS = ("halo", "dslash", "cg", "hmc", "io", "flow")
 
 HMC_JOB = """
 [job]
@@ -161,6 +161,18 @@ def measure_point(kernel: str, mode: str, dims, ranks: int, opts, prof: Profile)
         p.update(seconds=r["checkpoint_write_seconds"],
                  per_rank=r["bytes"] / r["checkpoint_write_seconds"] / 1e9 / ranks,
                  per_rank_unit="GB/s written", comm_fraction=None)
+    elif kernel == "flow":  # a training step of the domain-decomposed flow (bench flow)
+        local = [d // g for d, g in zip(gdims, grid)]
+        if grid != grid_for(ranks, len(gdims)):
+            raise ConfigError(f"{what}: bench flow splits the lattice on the grid "
+                              f"{_text(grid_for(ranks, len(gdims)))}")
+        raw = _bench(launch, ["flow", "--local-dims", _text(local), "--group", opts.group,
+                              "--precision", opts.precision, "--proposals", "0", "--seconds", sec],
+                     what, opts.timeout)
+        t = raw["weak_scaling"]["all_ranks"]["seconds_per_train_step"]
+        p.update(seconds=t, per_rank=raw["batch"] * math.prod(local) / t,
+                 per_rank_unit="site-samples/s trained", comm_fraction=None,
+                 saved_MiB_per_rank=raw["memory"]["per_rank"]["saved_for_backward_MiB"])
     elif kernel == "hmc":
         raw = _hmc(launch, gdims, grid, opts, what)
         p.update(raw["point"])
