@@ -24,6 +24,9 @@ Switches (*agree*: must be identical on every rank; checked at start-up):
   for tests, see :mod:`lattice_hpc.faults` (which reads it itself).
 - ``LATTICE_HPC_CACHE`` = a directory (default ``~/.cache/lattice_hpc``; may differ between
   ranks): the cache of compiled kernels.
+- ``LATTICE_HPC_DEADLINE`` = Unix time (default unset; agree): the run stops cleanly, with a
+  checkpoint, when the next step might end after it; the batch scripts of ``lattice-hpc submit``
+  set it from the job's start and its wall-clock limit, so start-up time counts too.
 - ``LATTICE_HPC_PROFILES`` = a directory (default: the checkout's ``profiles/``; may differ):
   the machine profiles of ``lattice-hpc submit``, ``scaling`` and ``model``.
 
@@ -203,6 +206,9 @@ register("LATTICE_HPC_FAULT", "fault injection for tests (lattice_hpc/faults.py)
          "kill, eio, eacces, nan, clock")
 register("LATTICE_HPC_CACHE", "directory of the compiled-kernel cache (may differ per node)",
          default=None, validator=os.path.expanduser, agree=False, allowed="a directory")
+register("LATTICE_HPC_DEADLINE", "Unix time by which the run stops itself cleanly (batch scripts "
+         "of lattice-hpc submit set it from the job's start and its wall-clock limit)",
+         default=None, validator=float, allowed="seconds since the epoch")
 register("LATTICE_HPC_PROFILES", "directory of the machine profiles (lattice-hpc submit, scaling, "
          "model; default: the checkout's profiles/)", default=None, validator=os.path.expanduser,
          agree=False, allowed="a directory")

@@ -120,6 +120,49 @@ def test_the_model_reproduces_its_calibration_points_and_predicts_by_its_formula
     assert pred[("halo", 4)]["error"] == pytest.approx(exact / (m * ALPHA + 1.1 * b / BETA) - 1, rel=1e-9)
 
 
+def test_cg_and_hmc_predictions_follow_their_formulas(tmp_path):
+    """A CGNE iteration: its single-rank time scaled by volume and copy bandwidth, plus the face
+    traffic of two hops and two reductions; a trajectory: its non-Dirac time scaled the same way
+    plus its Dirac time in modelled hops."""
+    dirs = _synthetic(tmp_path)
+    grids = {1: [1, 1, 1, 1], 2: [1, 1, 1, 2], 4: [1, 1, 2, 2]}
+    dims = [8, 8, 8, 16]
+    t_cg1, t_h1, t_d1 = 2e-3, 1.5, 0.9
+    cg = _study(str(tmp_path / "cg"), "cg", [
+        {"ranks": r, "dims": dims, "grid": grids[r], "seconds": t_cg1 / r} for r in (1, 2, 4)])
+    hmc = _study(str(tmp_path / "hmc"), "hmc", [
+        {"ranks": r, "dims": dims, "grid": grids[r], "seconds": t_h1 / r, "dslash_seconds": t_d1 / r}
+        for r in (1, 2, 4)])
+    studies = [M.load_study(d) for d in dirs + [cg, hmc]]
+    model, cal = M.calibrate(studies)
+    rows = {(c["kernel"], c["ranks"]): c for c in M.validate(model, studies, cal)}
+    assert rows[("cg", 1)]["calibration"] and abs(rows[("cg", 1)]["error"]) < 1e-12
+    assert rows[("hmc", 1)]["calibration"] and abs(rows[("hmc", 1)]["error"]) < 1e-12
+    for r in (2, 4):
+        local = [a // g for a, g in zip(dims, grids[r])]
+        scale = (math.prod(local) / math.prod(dims)) * COPY[1] / COPY[r]
+        m, b = M.faces(local, grids[r], 12, 8)
+        net = m * ALPHA + b / BETA
+        cg_expect = t_cg1 * scale + 2 * net + 2 * ALPHA * math.ceil(math.log2(r))
+        assert rows[("cg", r)]["model"] == pytest.approx(cg_expect, rel=1e-9)
+        hop1 = math.prod(dims) * 2880 / (ETA * COPY[1])
+        hop_r = math.prod(local) * 2880 / (ETA * COPY[r]) + net
+        hmc_expect = (t_h1 - t_d1) * scale + t_d1 / hop1 * hop_r
+        assert rows[("hmc", r)]["model"] == pytest.approx(hmc_expect, rel=1e-9)
+
+
+def test_an_unphysical_halo_fit_falls_back_and_says_so(tmp_path):
+    dirs = _synthetic(tmp_path)
+    table = json.load(open(os.path.join(dirs[1], "table.json")))
+    table["points"][0]["seconds"] *= 1e-3  # the big exchange faster than the small: alpha < 0
+    json.dump(table, open(os.path.join(dirs[1], "table.json"), "w"))
+    studies = [M.load_study(d) for d in dirs]
+    model, cal = M.calibrate(studies)
+    assert model.halo_fit.startswith("through-origin") and model.alpha > 0 and model.beta > 0
+    halo = [c for c in M.validate(model, studies, cal) if c["kernel"] == "halo"]
+    assert halo and not any(c["calibration"] for c in halo)  # none is passed off as exact
+
+
 def test_the_model_refuses_a_kernel_it_has_no_measurement_for(tmp_path):
     dirs = _synthetic(tmp_path)
     model, _ = M.calibrate([M.load_study(d) for d in dirs])
@@ -133,6 +176,13 @@ def test_the_model_refuses_a_kernel_it_has_no_measurement_for(tmp_path):
                                               "seconds": 1.0}])
     proc = _cli(["model", "--calibration", io] + dirs, cwd=str(tmp_path), ok=False)
     assert proc.returncode == 2 and "no model for kernel 'io'" in proc.stderr
+    single = _study(str(tmp_path / "single"), "dslash", [{"ranks": 1, "dims": [8, 8, 8, 8],
+                                                          "grid": [1, 1, 1, 1], "seconds": 1.0}])
+    t = json.load(open(os.path.join(single, "table.json")))
+    t["precision"] = "single"
+    json.dump(t, open(os.path.join(single, "table.json"), "w"))
+    with pytest.raises(ConfigError, match="mix precisions"):
+        M.calibrate([M.load_study(d) for d in dirs + [single]])
 
 
 def test_the_extrapolation_uses_the_profiles_figures(tmp_path):
@@ -149,12 +199,13 @@ def test_the_extrapolation_uses_the_profiles_figures(tmp_path):
         lay = prof.layout("gpu")
         bw = prof.figure("gpu_memory_bandwidth") / lay.get("ranks_per_gpu", 1) * 0.85
         assert ex["figures"]["copy_GBps_per_rank"] == pytest.approx(bw)
-        weak = ex["weak_32^4_per_rank"]
+        weak = ex["weak_32^4_per_gpu"]
         assert weak[0]["nodes"] == 1 and weak[-1]["nodes"] == prof.data["machine"]["nodes"]
-        assert all(r["local_dims"] == [32, 32, 32, 32] for r in weak)
-        # one node, memory bound: 32^4 x 2880 bytes at 0.6 of the copy bandwidth, or the network
+        per_gpu = lay.get("ranks_per_gpu", 1)  # Aurora: two tiles share a GPU's 32^4
+        assert all(r["local_dims"] == [32, 32, 32, 32 // per_gpu] for r in weak)
+        # one node, memory bound: the rank's sites x 2880 bytes at 0.6 of the copy bandwidth
         r0 = weak[0]
-        assert r0["memory_seconds"] == pytest.approx(32 ** 4 * 2880 / (0.6 * bw * 1e9))
+        assert r0["memory_seconds"] == pytest.approx(32 ** 4 / per_gpu * 2880 / (0.6 * bw * 1e9))
         assert r0["seconds"] == pytest.approx(max(r0["memory_seconds"], r0["network_seconds"]))
         strong = ex["strong_64^3x128"]
         assert all(r["dims"] == [64, 64, 64, 128] for r in strong) and strong[0]["efficiency"] == 1.0

@@ -166,7 +166,18 @@ def test_invalid_requests_are_refused_naming_the_problem(tmp_path):
         (["--machine", "aurora", "--nodes", "8", "--walltime", "1h", "--account", "A"],
          "--nodes 8: queue debug on aurora takes 1-2 nodes"),
         (["--machine", "local", "--nodes", "1", "--walltime", "1h", "--ranks-per-node", "4096"],
-         "4096 ranks"),
+         "= 4096 ranks: no process grid of 4096 ranks"),
+        (["--machine", "aurora", "--nodes", "1", "--walltime", "1h", "--account", "A",
+          "--ranks-per-node", "16"], "the cpu layout of aurora binds exactly 64 ranks per node"),
+        (["--machine", "aurora", "--nodes", "1", "--walltime", "4m", "--account", "A"],
+         "--walltime 00:04:00 is below the minimum 00:05:00 of queue debug on aurora"),
+        (["--machine", "local", "--nodes", "1", "--walltime", "5s"], "below the minimum 00:00:10"),
+        (["--machine", "aurora", "--nodes", "1", "--walltime", "1h", "--account", "A",
+          "--segments", "3"], "--segments 3: queue debug on aurora takes at most 1 queued job"),
+        (["--machine", "aurora", "--nodes", "1", "--walltime", "1h", "--account", "A\ntouch x"],
+         "--account 'A\\ntouch x': only letters"),
+        (["--machine", "perlmutter", "--nodes", "1", "--walltime", "10m", "--account", "A B"],
+         "--account 'A B': only letters"),
         (["--machine", "local", "--nodes", "1", "--walltime", "an hour"], "--walltime = 'an hour'"),
         (["--machine", "aurora", "--nodes", "1", "--walltime", "1h"], "--account"),
         (["--machine", "local", "--nodes", "1", "--walltime", "1h", "--queue", "prod"], "--queue prod"),
@@ -179,6 +190,13 @@ def test_invalid_requests_are_refused_naming_the_problem(tmp_path):
                     "A"], cwd=str(tmp_path), ok=False)
     assert proc.returncode == 2 and "CuPy does not run on the GPUs of aurora" in proc.stderr
     assert not os.path.exists(tmp_path / "runs")  # nothing written
+    blank = tmp_path / "blank.toml"
+    blank.write_text(SU3_JOB.format(name="b", dims="[8, 8, 8, 8]", backend="numpy", type="quenched",
+                                    dir=(tmp_path / "a b" / "{name}").as_posix()))
+    proc = _submit([str(blank), "--machine", "local", "--nodes", "1", "--walltime", "1h"],
+                   cwd=str(tmp_path), ok=False)
+    assert proc.returncode == 2 and "holds blanks or shell characters" in proc.stderr
+    assert not os.path.exists(tmp_path / "a b")
 
 
 def _u1_job(tmp_path, name):
@@ -249,20 +267,27 @@ def test_segments_are_chained_by_dependencies_and_cancelled_once_complete(tmp_pa
         assert f"{dep}{ids[k - 1]}" in calls[k] and calls[k].endswith(out["script"])
     assert json.load(open(os.path.join(out["run_dir"], "batch", "jobs.json")))["jobs"] == ids
     assert os.access(out["script"], os.X_OK)
-    # the first segment finds the run complete: it cancels the two queued ones, not itself
+    # a second chain continues the list: its first segment waits for the last of the first
+    out2 = json.loads(_submit([job, "--machine", machine, "--nodes", "1", "--walltime", "0:20:00",
+                               "--account", "LGT123", "--segments", "2"], cwd=str(tmp_path),
+                              env=env).stdout)
+    calls = log.read_text().splitlines()
+    assert len(calls) == 5 and f"{dep}{ids[2]}" in calls[3] and f"{dep}{out2['jobs'][0]}" in calls[4]
+    ids = ids + out2["jobs"]
+    assert json.load(open(os.path.join(out["run_dir"], "batch", "jobs.json")))["jobs"] == ids
+    chain = [sys.executable, "-m", "lattice_hpc.batch.chain", "after", out["run_dir"]]
+    me = {"PBS_JOBID": ids[0]} if submit == "qsub" else {"SLURM_JOB_ID": ids[0]}
+    # an incomplete run leaves the chain alone, whatever the status (2: e.g. a file system that
+    # did not answer, which the next segment retries)
+    for rc in ("0", "2", "137"):
+        subprocess.run(chain + [rc], env={**os.environ, **env, **me}, check=True)
+    assert len(log.read_text().splitlines()) == 5
+    # the first segment finds the run complete: it cancels the queued ones, the last first
     with open(os.path.join(out["run_dir"], "summary.json"), "w") as fh:
         json.dump({"complete": True}, fh)
     cancel = "qdel" if submit == "qsub" else "scancel"
-    me = {"PBS_JOBID": ids[0]} if submit == "qsub" else {"SLURM_JOB_ID": ids[0]}
-    subprocess.run([sys.executable, "-m", "lattice_hpc.batch.chain", "after",
-                    out["run_dir"], "0"], env={**os.environ, **env, **me}, check=True)
-    assert log.read_text().splitlines()[3:] == [f"{cancel} {ids[1]}", f"{cancel} {ids[2]}"]
-    # an incomplete run stopped by its time budget leaves the chain alone
-    with open(os.path.join(out["run_dir"], "summary.json"), "w") as fh:
-        json.dump({"complete": False}, fh)
-    subprocess.run([sys.executable, "-m", "lattice_hpc.batch.chain", "after", out["run_dir"], "0"],
-                   env={**os.environ, **env, **me}, check=True)
-    assert len(log.read_text().splitlines()) == 5
+    subprocess.run(chain + ["0"], env={**os.environ, **env, **me}, check=True)
+    assert log.read_text().splitlines()[5:] == [f"{cancel} {j}" for j in reversed(ids[1:])]
 
 
 EXAMPLES = sorted(os.path.join("jobs", "machines", n) for n in os.listdir(
@@ -283,3 +308,20 @@ def test_the_machine_examples_submit_as_their_header_says(tmp_path, example):
     script.write_text(proc.stdout)
     sc = subprocess.run([_shellcheck(), "-s", "bash", str(script)], capture_output=True, text=True)
     assert sc.returncode == 0, sc.stdout
+
+
+def test_the_deadline_of_a_batch_job_stops_the_run_cleanly(tmp_path):
+    """``LATTICE_HPC_DEADLINE`` (set by the batch scripts from the job's start): a run whose
+    deadline has passed stops after its first step with a checkpoint; run again without it, the
+    chain is the uninterrupted one."""
+    import time
+
+    ref, ref_dir = _u1_job(tmp_path, "ref")
+    assert run_cli(["run", ref]).returncode == 0
+    job, rd = _u1_job(tmp_path, "late")
+    proc = run_cli(["run", job], env={"LATTICE_HPC_DEADLINE": str(time.time() - 1)})
+    assert proc.returncode == 0 and "LATTICE_HPC_DEADLINE" in proc.stderr
+    assert "stopping at step 1/69" in proc.stderr
+    assert run_cli(["run", job]).returncode == 0
+    assert run_records(rd) == run_records(ref_dir)
+    assert np.array_equal(final_field(rd)[0], final_field(ref_dir)[0])

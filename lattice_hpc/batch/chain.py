@@ -2,11 +2,14 @@
 
     python -m lattice_hpc.batch.chain after RUN_DIR RC
 
-When the run is complete (its ``summary.json`` says so) or the segment failed on bad input
-(status 2: the next segments would fail the same way), the segments still queued, listed in
-``RUN_DIR/batch/jobs.json`` by :mod:`.submit`, are cancelled (``qdel`` / ``scancel``).  A segment
-killed by the scheduler or stopped by its time budget leaves the chain alone: the next one
-resumes from the last checkpoint.  Always exits 0; what it did goes to stderr.
+When the run is complete (its ``summary.json`` says so), the segments still queued, listed in
+``RUN_DIR/batch/jobs.json`` by :mod:`.submit`, are cancelled (``qdel`` / ``scancel``), the last
+first (cancelling a segment releases the one that depends on it).  A segment that stopped for any
+other reason leaves the chain alone: stopped by its time budget or killed, the next one resumes
+from the last checkpoint; failed (status 2 also means a file system that did not answer or a run
+directory locked by another job: a passing condition), the next one tries again.  Bad input is
+refused by ``lattice-hpc submit`` before anything is queued.  Always exits 0; what it did goes to
+stderr.
 """
 
 from __future__ import annotations
@@ -53,9 +56,9 @@ def earlier_segment(run_dir: str, holder, me) -> bool:
 
 
 def after(run_dir: str, rc: int) -> list[str]:
-    """Cancel the queued segments if the chain is over; returns the cancelled job ids."""
-    done = is_complete(run_dir)
-    if not (done or rc == 2):
+    """Cancel the queued segments if the run is complete, whatever the segment's status ``rc``;
+    returns the job ids cancelled."""
+    if not is_complete(run_dir):
         return []
     try:
         with open(jobs_file(run_dir)) as fh:
@@ -68,9 +71,9 @@ def after(run_dir: str, rc: int) -> list[str]:
     cmd = CANCEL.get(info.get("scheduler", ""))
     if not rest or cmd is None:
         return []
-    why = "the run is complete" if done else f"the segment failed on bad input (status {rc})"
-    sys.stderr.write(f"lattice-hpc: {why}: cancelling the queued segments {' '.join(rest)}\n")
-    for j in rest:  # one at a time: a segment that already ended makes only its own call fail
+    sys.stderr.write(f"lattice-hpc: the run is complete: cancelling the queued segments "
+                     f"{' '.join(rest)}\n")
+    for j in reversed(rest):  # the last first; one at a time: an ended one fails only its own call
         subprocess.run([cmd, j], check=False)
     return rest
 

@@ -20,19 +20,24 @@ partitioned directions, ``b`` bytes per real):
   ``dslash`` = the above; ``cg`` (a CGNE iteration of the even/odd operator) = its single-rank
   time scaled by ``V B_copy,1 / (V_1 B_copy)`` + the face traffic of two hops + two global
   reductions (``2 alpha ceil(log2 n)``); ``hmc`` (a trajectory) = its single-rank non-Dirac time
-  scaled by volume and bandwidth + its Dirac-operator time modelled as ``dslash`` (the trajectory's
-  number of hops from its record).
+  scaled by volume and bandwidth + its Dirac-operator time (``seconds.dslash`` of its record) in
+  units of the modelled single-rank hop, each unit then costing a modelled hop.
 
 **Calibration and validation.**  The single-rank point of each study (and the two halo points)
 are calibration points: the model reproduces them exactly.  Every other measured point is a
-prediction; its relative error is reported.
+prediction; its relative error is reported.  (If the two halo points give a negative latency or
+bandwidth, a through-origin fit is used instead and both are reported as predictions.)  Studies
+of different precisions are not mixed.
 
-**Extrapolation.**  With the profiles' figures: ``B_copy`` = ``copy_efficiency`` x peak HBM
+**Extrapolation.**  Only the model's form carries over from the calibration machine (a CPU): the
+figures come from the profiles and the stated assumptions, not from the CPU's measurements.  With
+the profiles' figures: ``B_copy`` = ``copy_efficiency`` x peak HBM
 bandwidth per GPU over ranks per GPU, ``eta`` = ``gpu_kernel_efficiency``, ``alpha`` = the
 profile's MPI latency, ``beta`` = NIC bandwidth x NICs per node / ranks per node (every rank
 sends off-node at once: an upper bound of the time, as no traffic is assumed to stay in the
-node).  Strong scaling of 64^3 x 128 and weak scaling at 32^4 per GPU (rank), over powers of two
-of nodes up to the full machine.  Each assumption is printed with the result.
+node).  Strong scaling of 64^3 x 128 and weak scaling at 32^4 per GPU (on Aurora, whose ranks
+are GPU tiles, 32^3 x 16 per tile), over powers of two of nodes up to the full machine.  Each
+assumption is printed with the result.
 """
 
 from __future__ import annotations
@@ -155,6 +160,10 @@ def calibrate(studies: list[dict]) -> tuple[Model, list[dict]]:
                               f"model covers {', '.join(MODELLED)}")
         by_kernel.setdefault(t["kernel"], []).append(t)
     precision = studies[0]["precision"]
+    mixed = sorted({t["precision"] for t in studies})
+    if len(mixed) > 1:
+        raise ConfigError(f"--calibration: the studies mix precisions ({', '.join(mixed)}); "
+                          "calibrate on studies of one precision")
     copies = {}
     for t in studies:
         for p in t["points"]:
@@ -172,9 +181,11 @@ def calibrate(studies: list[dict]) -> tuple[Model, list[dict]]:
     halo_pts = [p for p in halo_all if not p.get("oversubscribed")]
     if len(halo_pts) < 2:
         halo_pts = halo_all
+    fallback = False
     if len(halo_pts) >= 2 and len({_counts(p) for p in halo_pts}) >= 2:
         vol = _counts
-        a, b = min(halo_pts, key=lambda p: vol(p)[1]), max(halo_pts, key=lambda p: vol(p)[1])
+        a = min(halo_pts, key=lambda p: vol(p)[1])
+        b = max((p for p in halo_pts if vol(p) != vol(a)), key=lambda p: vol(p)[1])
         (m1, n1), (m2, n2) = vol(a), vol(b)
         t1, t2 = a["seconds"], b["seconds"]
         det = m1 * n2 - m2 * n1
@@ -184,15 +195,17 @@ def calibrate(studies: list[dict]) -> tuple[Model, list[dict]]:
         alpha = (t1 * n2 - t2 * n1) / det
         inv_beta = (m1 * t2 - m2 * t1) / det
         if alpha <= 0 or inv_beta <= 0:  # fall back: a through-origin bandwidth, latency from the small one
+            fallback = True
             inv_beta = t2 / n2
             alpha = max(1e-7, (t1 - n1 * inv_beta) / m1)
         beta = 1.0 / inv_beta
-        halo_cal = [a, b]
+        halo_cal = [] if fallback else [a, b]
     else:
         raise ConfigError("the model needs halo exchanges of two sizes on several ranks for the "
                           "network's latency and bandwidth: halo studies (`lattice-hpc scaling "
                           "strong --kernel halo --ranks 1,2 --dims ...`) at two lattice sizes")
     model = Model(copy, alpha, beta, ASSUMPTIONS["overlap_cpu"][0], precision)
+    model.halo_fit = "through-origin fallback (the exact fit was unphysical)" if fallback else "exact"
     cal_points = [("halo", p) for p in halo_cal]
     model.cal["halo"] = {}
     order = [k for k in ("dslash", "cg", "hmc") if k in by_kernel]
@@ -207,16 +220,16 @@ def calibrate(studies: list[dict]) -> tuple[Model, list[dict]]:
         if kernel == "dslash":
             c["eta"] = v * BYTES_PER_SITE[precision] / (p["seconds"] * c["copy"])
         if kernel == "hmc":
-            calls = p["raw"]["records"][-1].get("dslash_calls", 0)
-            c["hops"] = calls
-            c["other_seconds"] = p["seconds"] - p.get("dslash_seconds", 0.0)
-            # the Dirac part is modelled by the dslash model; calibrate its single-rank time exactly
+            c["dirac_seconds"] = float(p.get("dslash_seconds", 0.0))
+            c["other_seconds"] = p["seconds"] - c["dirac_seconds"]
         model.cal[kernel] = c
         cal_points.append((kernel, p))
-    if "hmc" in model.cal and "dslash" in model.cal:  # exact at the calibration point
+    if "hmc" in model.cal and "dslash" in model.cal:
+        # the trajectory's Dirac time in units of the modelled single-rank hop (half-lattice hops
+        # of the even/odd operator count as the fraction of a hop they cost): exact at calibration
         c = model.cal["hmc"]
         p = [q for k, q in cal_points if k == "hmc"][0]
-        c["other_seconds"] = p["seconds"] - c["hops"] * model.hop(_local(p), p["grid"], 1, c["copy"])
+        c["hops"] = c["dirac_seconds"] / model.hop(_local(p), p["grid"], 1, c["copy"])
     return model, cal_points
 
 
@@ -282,8 +295,8 @@ def extrapolate(prof: Profile, m: Model, mode: str) -> list[dict]:
             except Exception:
                 continue  # this rank count does not divide 64^3 x 128
             local = [d // g for d, g in zip(dims, grid)]
-        else:
-            local = [32, 32, 32, 32]
+        else:  # 32^4 per GPU, split over its ranks along t (Aurora: two tiles, 32^3 x 16 each)
+            local = [32, 32, 32, 32 // int(prof.layout("gpu").get("ranks_per_gpu", 1))]
             grid = grid_for(ranks, 4)
             dims = [a * g for a, g in zip(local, grid)]
         t = m.hop(local, grid, ranks)
@@ -331,6 +344,7 @@ def run_model(args) -> dict:
     preds = [c for c in checks if not c["calibration"]]
     out = {"calibration_machine": studies[0]["machine"], "precision": model.precision,
            "calibrated": {"alpha_us": model.alpha * 1e6, "beta_GBps": model.beta / 1e9,
+                          "halo_fit": model.halo_fit,
                           "dslash_eta": model.cal.get("dslash", {}).get("eta"),
                           "overlap": model.omega},
            "points": checks,
@@ -343,7 +357,7 @@ def run_model(args) -> dict:
             m, figs = machine_model(prof, model, model.precision)
             figs["strong_ranks_per_node"] = strong_ranks_per_node(prof)
             out["extrapolations"][name] = {"figures": figs, "strong_64^3x128": extrapolate(prof, m, "strong"),
-                                           "weak_32^4_per_rank": extrapolate(prof, m, "weak")}
+                                           "weak_32^4_per_gpu": extrapolate(prof, m, "weak")}
     if args.out:
         os.makedirs(args.out, exist_ok=True)
         with open(os.path.join(args.out, "model.json"), "w") as fh:
@@ -377,7 +391,7 @@ def markdown(out: dict) -> str:
                       f"{f['strong_ranks_per_node']} in the strong scaling, copy "
                       f"{f['copy_GBps_per_rank']:.0f} GB/s and network {f['beta_GBps_per_rank']:.1f} GB/s "
                       f"per rank, latency {f['alpha_us']} us)"]
-        for key in ("strong_64^3x128", "weak_32^4_per_rank"):
+        for key in ("strong_64^3x128", "weak_32^4_per_gpu"):
             lines += ["", f"{key}:", "", "| nodes | ranks | grid | local | s per hop | TFLOP/s | efficiency | bound |",
                       "|---|---|---|---|---|---|---|---|"]
             for r in ex[key]:
@@ -396,7 +410,7 @@ def plot(out: dict, folder: str) -> None:
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for i, (name, ex) in enumerate(out["extrapolations"].items()):
-        for ax, key in zip(axes, ("strong_64^3x128", "weak_32^4_per_rank")):
+        for ax, key in zip(axes, ("strong_64^3x128", "weak_32^4_per_gpu")):
             rows = ex[key]
             ax.plot([r["nodes"] for r in rows], [r["efficiency"] for r in rows], "o-",
                     color=f"C{i}", label=name, ms=3)
@@ -406,7 +420,7 @@ def plot(out: dict, folder: str) -> None:
             ax.set_ylim(0, 1.1)
             ax.set_title(key.replace("_", " "), fontsize=9)
     axes[0].legend(fontsize=8)
-    fig.suptitle("Model: Wilson hop, double precision (assumptions in model.md)", fontsize=9)
+    fig.suptitle(f"Model: Wilson hop, {out['precision']} precision (assumptions in model.md)", fontsize=9)
     fig.tight_layout()
     for ext in ("png", "pdf"):
         fig.savefig(os.path.join(folder, f"model.{ext}"), dpi=120)

@@ -23,7 +23,7 @@ and ``table.md``:
 - ``comm_fraction``: the communication time the computation did not hide (the face-exchange
   wait of the Dirac operator; all of a halo exchange) over the kernel's time;
 - ``copy_GBps_per_rank``: the measured copy bandwidth per rank, all ranks copying at once;
-- ``oversubscribed``: more ranks than cores of one node.
+- ``oversubscribed``: more ranks on a node than it has cores.
 
 and ``scaling.png`` / ``scaling.pdf`` (time and efficiency against ranks; hollow markers for
 oversubscribed points).  The performance model (:mod:`.model`) is calibrated on this folder.
@@ -98,11 +98,19 @@ def point_dims(mode: str, dims: list[int], ranks: int) -> tuple[list[int], list[
         raise ConfigError(f"--ranks {ranks}: {exc}") from None
 
 
+def _per_node(prof: Profile, ranks: int, ranks_per_node: int | None) -> int:
+    """Ranks per node of a point (all on the one node of a local machine)."""
+    if prof.scheduler == "local":
+        return ranks
+    lay = prof.layout("cpu" if "cpu" in prof.data["layouts"] else "gpu")
+    return min(ranks, ranks_per_node or lay["ranks_per_node"])
+
+
 def _launch(prof: Profile, ranks: int, ranks_per_node: int | None) -> list[str]:
     from .script import fill
 
     lay = prof.layout("cpu" if "cpu" in prof.data["layouts"] else "gpu")
-    rpn = min(ranks, ranks_per_node or lay["ranks_per_node"])
+    rpn = _per_node(prof, ranks, ranks_per_node)
     values = {"ranks": ranks, "ranks_per_node": rpn, "nodes": math.ceil(ranks / rpn),
               "threads": lay["threads_per_rank"]}
     return [prof.data["launcher"]["command"]] + [fill(str(a), values, prof.path) for a in lay["args"]]
@@ -219,13 +227,17 @@ def study(args) -> dict:
     for r in ranks:  # refuse a point the lattice cannot take before running any
         point_dims(args.mode, dims, r)
     out_dir = args.out or os.path.join(
-        "scaling", f"{args.kernel}_{args.mode}_{datetime.date.today().isoformat()}")
+        "scaling", f"{args.kernel}_{args.mode}_{datetime.datetime.now().strftime('%Y-%m-%dT%H%M%S')}")
+    if os.path.exists(os.path.join(out_dir, "table.json")):
+        raise ConfigError(f"--out {out_dir}: holds a study already (table.json); choose another "
+                          "folder or move it away")
     os.makedirs(os.path.join(out_dir, "points"), exist_ok=True)
     cores = _cores(prof)
     points = []
     for r in ranks:
         p = measure_point(args.kernel, args.mode, dims, r, args, prof)
-        p["oversubscribed"] = r > cores
+        p["ranks_per_node"] = _per_node(prof, r, args.ranks_per_node)
+        p["oversubscribed"] = p["ranks_per_node"] > cores  # more ranks than cores on a node
         with open(os.path.join(out_dir, "points", f"{args.kernel}_{r}.json"), "w") as fh:
             json.dump(p, fh, indent=1)
         points.append(p)

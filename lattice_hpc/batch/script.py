@@ -2,11 +2,12 @@
 
 One script serves every segment of a chain (:mod:`.submit` submits it ``K`` times with scheduler
 dependencies).  Each segment runs ``lattice-hpc run JOB --set lattice.grid=G --set
-job.max_seconds=S``: the run stops itself with a checkpoint ``S`` seconds after its chain starts,
-``S`` = wall-clock limit minus the profile's ``stop_margin_s`` (at most a tenth of the limit), so
-the scheduler never kills a step or a checkpoint half-written.  After the run,
+job.max_seconds=S`` with ``LATTICE_HPC_DEADLINE`` = the job's start + ``S``: the run stops itself
+with a checkpoint before either passes (the deadline counts the start-up too), ``S`` = wall-clock
+limit minus the profile's ``stop_margin_s`` (at most a tenth of the limit), so the scheduler never
+kills a step or a checkpoint half-written.  After the run,
 ``python -m lattice_hpc.batch.chain after RUN_DIR RC`` cancels the remaining segments when the
-run is complete or failed on bad input (status 2), so the chain ends early.
+run is complete, so the chain ends early.
 """
 
 from __future__ import annotations
@@ -45,11 +46,13 @@ def render(plan: dict) -> str:
     if sched in PREFIX:
         for d in prof.data["submit"]["directives"] + plan["extra_directives"]:
             lines.append(f"{PREFIX[sched]} {fill(d, v, f'{prof.path}: submit.directives')}")
-    lines += ["", f"cd {q(plan['workdir'])} || exit 1",
+    lines += ["", "START=$(date +%s)  # the job's start: the deadline below counts from here",
+              f"cd {q(plan['workdir'])} || exit 1",
               "# shellcheck source=/dev/null", f"source {q(plan['environment'])}", "set -u"]
     for k, val in lay["env"].items():
         lines.append(f"export {k}={q(fill(str(val), v, f'{prof.path}: layout env {k}'))}")
-    lines += [f"PY={q(plan['python'])}", f"RUN_DIR={q(plan['run_dir'])}", ""]
+    lines += [f"export LATTICE_HPC_DEADLINE=$((START + {plan['walltime_s'] - plan['margin_s']}))",
+              f"PY={q(plan['python'])}", f"RUN_DIR={q(plan['run_dir'])}", ""]
     launch = [prof.data["launcher"]["command"]]
     launch += [fill(str(a), v, f"{prof.path}: layout args") for a in lay["args"]]
     launch += [fill(str(a), v, f"{prof.path}: layout wrapper") for a in lay["wrapper"]]

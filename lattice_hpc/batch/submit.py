@@ -32,6 +32,8 @@ from .profiles import Profile, format_walltime, parse_walltime
 from .script import render
 
 SUFFIX = {"pbs": "pbs", "slurm": "slurm", "local": "sh"}
+SAFE = re.compile(r"[A-Za-z0-9_.@+-]+")  # what a directive value may hold: no blanks, no shell
+MIN_WALLTIME = 10  # seconds: below this no segment can start, step and checkpoint
 
 
 def _grid(cfg: dict, ranks: int, where: str) -> tuple[list[int], int]:
@@ -71,6 +73,10 @@ def make_plan(args) -> dict:
     rpn = args.ranks_per_node or lay["ranks_per_node"]
     if rpn < 1:
         raise ConfigError(f"--ranks-per-node {rpn}: must be positive")
+    if rpn != lay["ranks_per_node"] and lay.get("binding_fixed"):
+        raise ConfigError(f"--ranks-per-node {rpn}: the {layout_name} layout of {prof.name} binds "
+                          f"exactly {lay['ranks_per_node']} ranks per node (its launcher arguments "
+                          f"are written for that); edit {prof.path} for another layout")
     if args.nodes < 1:
         raise ConfigError(f"--nodes {args.nodes}: must be positive")
     if args.segments < 1:
@@ -79,6 +85,18 @@ def make_plan(args) -> dict:
     wall = parse_walltime(args.walltime, "--walltime")
     queue = args.queue or prof.default_queue
     prof.check_request(queue, args.nodes, wall)
+    qtable = prof.data["queues"][queue]
+    low = max(MIN_WALLTIME, parse_walltime(qtable.get("min_walltime", "0s"), "min_walltime"))
+    if wall < low:
+        raise ConfigError(f"--walltime {format_walltime(wall)} is below the minimum "
+                          f"{format_walltime(low)} of queue {queue} on {prof.name}")
+    if args.segments > int(qtable.get("max_queued", args.segments)):
+        raise ConfigError(f"--segments {args.segments}: queue {queue} on {prof.name} takes at most "
+                          f"{qtable['max_queued']} queued job(s) per user; use another queue "
+                          f"({', '.join(q for q in prof.data['queues'] if q != queue)})")
+    for what, value in (("--account", args.account), ("--queue", queue)):
+        if value and not SAFE.fullmatch(value):
+            raise ConfigError(f"{what} {value!r}: only letters, digits and _ . @ + - are allowed")
     if prof.data["submit"]["account_required"] and not args.account and not args.dry_run:
         raise ConfigError(f"--account: machine {prof.name} charges jobs to an allocation; "
                           "give --account PROJECT")
@@ -90,12 +108,14 @@ def make_plan(args) -> dict:
         max_seconds = min(max_seconds, int(cfg["job"]["max_seconds"]))
     run_dir = os.path.abspath(cfg["output"]["dir"].replace("{name}", cfg["job"]["name"]))
     batch_dir = os.path.join(run_dir, "batch")
+    if not re.fullmatch(r"[A-Za-z0-9_./@+-]+", batch_dir):
+        raise ConfigError(f"output.dir: the run directory {run_dir!r} holds blanks or shell "
+                          "characters, which batch directives (-o) cannot carry")
     name = re.sub(r"[^A-Za-z0-9_.-]", "_", cfg["job"]["name"])[:15] or "lattice"
     threads = int(lay["threads_per_rank"])
     if args.ranks_per_node and layout_name == "cpu" and prof.data.get("figures", {}).get(
             "cpu_cores_per_node"):
         threads = max(1, int(prof.figure("cpu_cores_per_node")) // rpn)
-    qtable = prof.data["queues"][queue]
     values = {"account": args.account or "ACCOUNT", "queue": qtable.get("partition", queue), "name": name,
               "nodes": args.nodes, "ranks": ranks, "ranks_per_node": rpn, "threads": threads,
               "walltime": format_walltime(wall),
@@ -107,6 +127,7 @@ def make_plan(args) -> dict:
     root = os.path.dirname(os.path.dirname(prof.path)) if not os.path.isabs(env) else ""
     return {"profile": prof, "layout": lay, "layout_name": layout_name, "values": values,
             "segments": args.segments, "max_seconds": max_seconds, "grid": grid,
+            "walltime_s": wall, "margin_s": margin,
             "grid_text": ",".join(map(str, grid)) + (f" x {replicas} replicas" if replicas > 1 else ""),
             "replicas": replicas, "job_name": cfg["job"]["name"],
             "job_path": os.path.abspath(args.job), "workdir": os.getcwd(),
@@ -116,10 +137,14 @@ def make_plan(args) -> dict:
             "extra_directives": list(qtable.get("extra_directives", []))}
 
 
+def _log(plan: dict, k: int) -> str:
+    return os.path.join(plan["batch_dir"], f"{plan['values']['name']}.{plan['stamp']}.segment{k}.log")
+
+
 def _submit_one(plan: dict, after: str | None, k: int) -> str:
     prof = plan["profile"]
     cmd = prof.data["submit"]["command"]
-    log = os.path.join(plan["batch_dir"], f"{plan['values']['name']}.segment{k}.log")
+    log = _log(plan, k)
     if prof.scheduler == "pbs":
         argv = [cmd, "-o", log] + (["-W", f"depend=afterany:{after}"] if after else [])
     else:
@@ -143,7 +168,7 @@ def _run_local(plan: dict) -> dict:
     """The segments of a ``local`` chain, run here one after the other."""
     ran = []
     for k in range(1, plan["segments"] + 1):
-        log = os.path.join(plan["batch_dir"], f"{plan['values']['name']}.segment{k}.log")
+        log = _log(plan, k)
         with open(log, "w") as fh:
             rc = subprocess.run(["bash", plan["script"]], stdout=fh, stderr=subprocess.STDOUT).returncode
         ran.append({"segment": k, "status": rc, "log": log})
@@ -157,7 +182,10 @@ def _run_local(plan: dict) -> dict:
 
 def submit(args) -> dict:
     """The ``submit`` command; returns what it wrote and submitted (printed as JSON)."""
+    import datetime
+
     plan = make_plan(args)
+    plan["stamp"] = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     text = render(plan)
     if args.dry_run:
         sys.stdout.write(text)
@@ -177,11 +205,27 @@ def submit(args) -> dict:
     if plan["profile"].scheduler == "local":
         out.update(_run_local(plan))
         return out
-    jobs, prev = [], None
+    # a new chain continues the list of an earlier one (whose segments may still be queued: the
+    # first new segment then waits for the last old one, and either can end the other once complete)
+    try:
+        with open(jobs_file(plan["run_dir"])) as fh:
+            jobs = list(json.load(fh).get("jobs", []))
+    except FileNotFoundError:
+        jobs = []
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{jobs_file(plan['run_dir'])}: cannot read the earlier chain's job ids "
+                          f"({exc}); move the file away to start a new list") from None
+    new, prev = [], jobs[-1] if jobs else None
     for k in range(1, plan["segments"] + 1):
-        prev = _submit_one(plan, prev, k)
-        jobs.append(prev)
+        try:
+            job = _submit_one(plan, prev, k)
+        except ConfigError:
+            if k != 1 or prev is None:
+                raise
+            job = _submit_one(plan, None, k)  # the scheduler no longer knows the earlier chain's last job
+        new.append(job)
+        prev = job
         with open(jobs_file(plan["run_dir"]), "w") as fh:  # after each: a failure keeps the ids
-            json.dump({"scheduler": plan["profile"].scheduler, "jobs": jobs}, fh)
-    out["jobs"] = jobs
+            json.dump({"scheduler": plan["profile"].scheduler, "jobs": jobs + new}, fh)
+    out["jobs"] = new
     return out
