@@ -402,8 +402,14 @@ class FlowJob(JobType):
     def progress(self, n: int, rec: dict | None) -> str:
         d = getattr(self, "_last", None) or {}
         if n < self.train_steps:
-            return (f"train loss {d.get('loss', float('nan')):.4f}  ESS {d.get('ess', float('nan')):.3f}"
-                    f"  acc~ {d.get('acceptance_estimate', float('nan')):.3f}  lr {d.get('lr', 0):.2e}")
+            B = self.trainer.batch
+            ess = d.get("ess", float("nan"))
+            # a batch's ESS cannot fall below 1/B: near it, the batch does not resolve the figures
+            flag = "  (unresolved: ESS near 1/batch; true ESS and acceptance lower)" \
+                if ess * B < 2 else ""
+            return (f"train loss {d.get('loss', float('nan')):.4f}  ESS {ess:.3f}"
+                    f"  acc~ {d.get('acceptance_estimate', float('nan')):.3f}  lr {d.get('lr', 0):.2e}"
+                    + flag)
         what = "heatbath" if d.get("heatbath") else "accept" if d.get("accepted") else "reject"
         return (f"sample {what}  log_w {d.get('log_w', 0):.3f}"
                 f"  plaquette {self.current_obs.get('plaquette', float('nan')):.6f}")

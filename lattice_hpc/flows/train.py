@@ -83,7 +83,12 @@ def ess_per_sample(log_w) -> float:
 
 
 def log_weights_stats(log_w: np.ndarray) -> dict:
-    """ESS per sample and the acceptance estimate of a batch of log-weights (float64)."""
+    """ESS per sample and the acceptance estimate of a batch of log-weights (float64).
+
+    Both come from the batch's ``B`` samples alone: the ESS cannot fall below ``1/B`` (one
+    sample carries all the weight), and both are biased high when ``ESS B`` is small, since the
+    rare heavy samples that decide the true figures are missing from the batch.  The progress
+    lines flag such batches as unresolved."""
     lw = np.asarray(log_w, dtype=np.float64)
     B = len(lw)
     if not np.all(np.isfinite(lw)):
