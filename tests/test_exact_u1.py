@@ -2,7 +2,8 @@
 
 import numpy as np
 
-from lattice_hpc.gauge.exact_u1 import infinite_volume, plaquette, topological_susceptibility
+from lattice_hpc.gauge.exact_u1 import (infinite_volume, log_partition, plaquette,
+                                        topological_susceptibility)
 
 
 def _wrap(phi):
@@ -18,6 +19,7 @@ def test_small_tori_equal_direct_integration():
     # V = 2: phi_2 = -phi_1, Z = I_0(2 beta), <P> = I_1(2 beta) / I_0(2 beta), Q = 0
     w = np.exp(2 * beta * np.cos(phi))
     assert abs(plaquette(beta, 2) - (np.cos(phi) * w).sum() / w.sum()) < 1e-12
+    assert abs(log_partition(beta, 2) - np.log(w.mean())) < 1e-12  # Z = I_0(2 beta), Haar-normalised
     # V = 3: phi_3 = -(phi_1 + phi_2) mod 2 pi; Q = (phi_1 + phi_2 + wrap(phi_3)) / (2 pi) is an integer
     p1, p2 = np.meshgrid(phi, phi, indexing="ij")
     p3 = _wrap(-(p1 + p2))
@@ -28,6 +30,15 @@ def test_small_tori_equal_direct_integration():
     assert np.unique(q).tolist() == [-1.0, 0.0, 1.0]
     assert abs(plaquette(beta, 3) - P) < 1e-6
     assert abs(topological_susceptibility(beta, 3)[0] - Q2) < 1e-4
+    assert abs(log_partition(beta, 3) - np.log(w.mean())) < 1e-10
+
+
+def test_log_partition_is_zero_at_beta_zero_and_its_derivative_is_the_plaquette():
+    assert log_partition(0.0, 64) == 0.0
+    for beta, V in ((2.0, 64), (6.0, 256)):
+        h = 1e-5
+        d = (log_partition(beta + h, V) - log_partition(beta - h, V)) / (2 * h) / V
+        assert abs(d - plaquette(beta, V)) < 1e-8
 
 
 def test_one_plaquette_torus_is_trivial_and_large_tori_reach_infinite_volume():

@@ -113,6 +113,13 @@ def flow_summary(run_dir: str) -> dict:
                 "Q": gamma(recs, "topological_charge"),
                 "seconds_per_proposal": seconds_per_step(recs),
                 "training_seconds": training_seconds(run_dir)})
+    try:  # the summary's exact KL(q || p) at the end of training (2D U(1))
+        with open(os.path.join(run_dir, "summary.json")) as fh:
+            kl = json.load(fh).get("train_kl_last")
+        if kl is not None:
+            out["train_kl_nats"] = kl
+    except (OSError, ValueError):
+        pass
     return out
 
 

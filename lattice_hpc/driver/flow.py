@@ -18,7 +18,9 @@ then gives, so the next proposal's Metropolis test is exact (each kernel preserv
 Observables:
 ``plaquette`` (and its spatial/temporal parts), for 2D U(1) ``topological_charge`` and
 ``topological_charge_sq``.  The summary adds ``ess``: the effective sample size per proposal of
-the reweighting, ``(sum w)^2 / (N sum w^2)``, with a jackknife error.
+the reweighting, ``(sum w)^2 / (N sum w^2)``, with a jackknife error; for 2D U(1) also
+``train_kl_last``, the exact ``KL(q || p)`` in nats at the end of training (the loss plus the
+exact ``ln Z``, :func:`lattice_hpc.gauge.exact_u1.log_partition`).
 
 Files in the run directory besides the driver's: ``model.h5`` (the trained flow,
 :mod:`lattice_hpc.flows.modelfile`; ``flow.model = RUN_DIR/model.h5`` reuses it in another job),
@@ -381,6 +383,11 @@ class FlowJob(JobType):
             tail = self.history["loss"][-min(50, len(self.history["loss"])):]
             out["train_loss_last"] = float(np.mean(tail))
             out["train_steps_done"] = len(self.history["loss"])
+            if self.group.N == 1 and self.lattice.ndim == 2:  # exact KL(q || p) = loss + ln Z
+                from ..gauge.exact_u1 import log_partition
+
+                out["train_kl_last"] = out["train_loss_last"] + log_partition(
+                    self.beta, self.lattice.volume)
         return out
 
     def remaining_seconds(self, done: int, total: int, per: float) -> float:

@@ -40,6 +40,15 @@ def _moments(beta: float, kmax: int):
     return c0, c1, c2
 
 
+def log_partition(beta: float, volume: int, kmax: int = 60) -> float:
+    """Exact ``ln Z`` of the Wilson action ``-beta sum_p cos phi_p`` with normalised Haar measure
+    on the links (``Z = sum_k I_k(beta)^V``; ``ln Z = 0`` at ``beta = 0``).  A flow's reverse-KL
+    loss ``E_q[ln q + S]`` plus ``ln Z`` is its exact ``KL(q || p)`` in nats."""
+    c0, _, _ = _moments(beta, kmax)  # I_k e^-beta
+    m = c0.max()
+    return float(volume * (beta + np.log(m)) + np.log(((c0 / m) ** volume).sum()))
+
+
 def plaquette(beta: float, volume: int, kmax: int = 60) -> float:
     """Exact ``<cos phi_p>`` on a torus of ``volume`` plaquettes."""
     c0, _, _ = _moments(beta, kmax + 1)
