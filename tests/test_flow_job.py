@@ -80,6 +80,7 @@ def test_flow_job_trains_samples_and_summarises(reference):
     for k in ("plaquette", "topological_charge_sq", "acceptance", "ess"):
         assert len(out[k]) == 2 and out[k][1] is not None, k
     assert 0 < out["ess"][0] <= 1 and 0 < out["acceptance"][0] <= 1
+    assert out["train_kl_last"] > 0  # KL(q || p) = loss + exact ln Z >= 0 (an untrained flow)
     assert all(isinstance(r["accepted"], bool) and np.isfinite(r["log_w"]) for r in recs)
     # a rejected proposal keeps the previous state's observables
     for a, b in zip(recs, recs[1:]):
