@@ -9,8 +9,10 @@ import sys
 
 import numpy as np
 
-from lattice_hpc.comm import self_comm, world
-from lattice_hpc.geometry import Lattice
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+from lattice_hpc.comm import self_comm, world  # noqa: E402
+from lattice_hpc.geometry import Lattice  # noqa: E402
 
 
 def on_grids(dims, grids, body):
@@ -49,7 +51,9 @@ def run_cli(args, np=None, cwd=None, timeout=240, env=None):
     cmd = [sys.executable, "-m", "lattice_hpc.cli"] + list(args)
     if np:
         cmd = ["mpirun", "-n", str(np)] + cmd
-    env = dict(os.environ, OMP_NUM_THREADS="1", **(env or {}))
+    # the package of this checkout, whatever the working directory (another checkout may be installed)
+    path = os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH", "")]))
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=path, **(env or {}))
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=cwd, env=env)
 
 

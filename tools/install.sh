@@ -31,7 +31,8 @@ fi
 command -v mpicc >/dev/null || { log "mpicc not found after installing MPICH"; exit 1; }
 
 pip_install() { "$PY" -m pip install -q --disable-pip-version-check "$@"; }
-has() { "$PY" - "$@" <<'PYEOF' >/dev/null 2>&1
+# run from / so that the checkout in the current directory does not shadow what is installed
+has() { (cd / && "$PY" - "$@") <<'PYEOF' >/dev/null 2>&1
 import sys
 exec(sys.argv[1])
 PYEOF
