@@ -258,7 +258,7 @@ def validate(model: Model, studies: list[dict], cal_points) -> list[dict]:
     return out
 
 
-def machine_model(prof: Profile, base: Model, precision: str) -> tuple[Model, dict]:
+def machine_model(prof: Profile, precision: str) -> tuple[Model, dict]:
     """The model of a big machine from its profile's figures and the stated assumptions."""
     lay = prof.layout("gpu")
     per_gpu = int(lay.get("ranks_per_gpu", 1))
@@ -354,7 +354,7 @@ def run_model(args) -> dict:
     if "dslash" in model.cal:
         for name in [m for m in args.machines.split(",") if m]:
             prof = Profile.load(name)
-            m, figs = machine_model(prof, model, model.precision)
+            m, figs = machine_model(prof, model.precision)
             figs["strong_ranks_per_node"] = strong_ranks_per_node(prof)
             out["extrapolations"][name] = {"figures": figs, "strong_64^3x128": extrapolate(prof, m, "strong"),
                                            "weak_32^4_per_gpu": extrapolate(prof, m, "weak")}
