@@ -15,11 +15,11 @@ from lattice_hpc.rng import CounterRNG
 
 
 def arch(group, dims, layers=None, kernel="spline", bins=4, hidden=(4,), kernel_size=3,
-         kernel_shape="cube"):
+         kernel_shape="cube", masks="stripes"):
     nd = len(dims)
     return {"group": group, "dims": list(dims), "layers": layers or 4 * nd, "kernel": kernel,
             "bins": bins, "hidden": list(hidden), "kernel_size": kernel_size,
-            "kernel_shape": kernel_shape}
+            "kernel_shape": kernel_shape, "masks": masks}
 
 
 def randomise(flow, seed=0, scale=0.2):

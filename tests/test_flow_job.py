@@ -227,6 +227,45 @@ def test_a_key_added_later_counts_as_its_default_when_a_run_resumes():
     assert chain_changes(old, new) == ["flow.kernel_shape: 'cube' -> 'cross'"]
 
 
+def test_mask_order_added_later_resumes_old_runs_as_stripes_and_models_must_match(tmp_path):
+    """``flow.masks`` (default ``planes``) did not exist before: an old 4D run directory resumes
+    only as ``stripes``, the order it was made with; in 2D both orders are one and any old run
+    resumes.  A 4D model file of the other order is refused, naming the key."""
+    import copy
+
+    from lattice_hpc.driver.config import chain_changes, load_config
+
+    src = os.path.join(os.path.dirname(__file__), "..", "jobs", "flow_u1_b2.0_8x8.toml")
+    new2 = load_config(src)
+    assert new2["flow"]["masks"] == "stripes"  # the canonical 2D form
+    old2 = copy.deepcopy(new2)
+    del old2["flow"]["masks"]
+    assert chain_changes(old2, new2) == []
+    job = tmp_path / "su2.toml"
+    job.write_text('[job]\ntype = "flow"\nname = "su2"\n[lattice]\ndims = [4, 4, 4, 4]\n'
+                   '[action]\ngroup = "SU2"\nbeta = 1.0\n[flow]\nlayers = 2\nhidden = [2]\n'
+                   f'[train]\nsteps = 1\nbatch = 1\n[sample]\nmeasure = 1\nbatch = 1\n'
+                   f'[output]\ndir = "{tmp_path}/run"\n')
+    new4 = load_config(str(job))
+    assert new4["flow"]["masks"] == "planes"
+    old4 = copy.deepcopy(new4)
+    del old4["flow"]["masks"]
+    assert chain_changes(old4, new4) == ["flow.masks: 'stripes' -> 'planes'"]
+    new4["flow"]["masks"] = "stripes"
+    assert chain_changes(old4, new4) == []
+    # a model of the stripes order does not fit a planes job (the weights would, silently)
+    proc = _run(str(job), sets=["flow.masks=stripes"])
+    model = os.path.join(tmp_path, "run", "model.h5")
+    assert os.path.isfile(model)
+    job2 = tmp_path / "su2b.toml"
+    job2.write_text(job.read_text().replace(f'{tmp_path}/run', f'{tmp_path}/run2')
+                    .replace("hidden = [2]", f'hidden = [2]\nmodel = "{model}"'))
+    proc = _run(str(job2), ok=False)
+    assert proc.returncode == 2
+    assert "masks: model 'stripes', job 'planes'" in proc.stderr, proc.stderr[-2000:]
+    assert not os.path.exists(os.path.join(tmp_path, "run2", "model.h5"))
+
+
 def test_training_in_single_precision_samples_in_double_and_resumes_exactly(tmp_path):
     """``train.precision = single``: float32 training, then the same weights sample in float64:
     the chain equals that of a double-precision job reusing the float32 model; a kill during

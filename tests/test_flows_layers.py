@@ -81,13 +81,17 @@ def test_sun_layers_logdet_equals_autograd_and_inverts(group, dims, layers, shap
     assert (torch.linalg.det(U) - 1).abs().max() < 1e-12
 
 
-@pytest.mark.parametrize("group,dims,shape", [("U1", (8, 8), "cube"), ("SU2", (4, 4), "cube"),
-                                              ("SU3", (4, 4), "cube"), ("SU3", (4, 4, 4, 4), "cube"),
-                                              ("U1", (8, 8), "cross"), ("SU3", (4, 4, 4, 4), "cross")])
-def test_flows_are_gauge_equivariant(group, dims, shape):
+@pytest.mark.parametrize("group,dims,shape,masks", [
+    ("U1", (8, 8), "cube", "stripes"), ("SU2", (4, 4), "cube", "stripes"),
+    ("SU3", (4, 4), "cube", "stripes"), ("SU3", (4, 4, 4, 4), "cube", "stripes"),
+    ("U1", (8, 8), "cross", "stripes"), ("SU3", (4, 4, 4, 4), "cross", "stripes"),
+    ("SU3", (4, 4, 4, 4), "cross", "planes")])
+def test_flows_are_gauge_equivariant(group, dims, shape, masks):
     N = 1 if group == "U1" else int(group[2:])
     nd = len(dims)
-    fl, flow = serial_flow(group, dims, layers=4 * nd if nd == 2 else 4, kernel_shape=shape)
+    # 4D: 4 layers, or the 6 of one offset of the planes order (the planes (0,2), (1,3) included)
+    layers = 4 * nd if nd == 2 else (4 if masks == "stripes" else 6)
+    fl, flow = serial_flow(group, dims, layers=layers, kernel_shape=shape, masks=masks)
     z = prior(fl, group)
     g = random_gauge(fl, group)
     U, ld = flow(z)
@@ -126,6 +130,42 @@ def test_masks_change_every_link_once_per_period_and_refuse_bad_tilings():
         check_tiling((8, 8, 8, 6), layer_masks(4, 16))
 
 
+def _active_plaquettes(masks, dims):
+    """The set of ``(plane, site)`` whose plaquette is the active loop of one of ``masks``."""
+    import itertools
+
+    import numpy as np
+
+    coords = np.meshgrid(*[np.arange(L) for L in dims], indexing="ij")
+    out = set()
+    for m in masks:
+        act = m.active(coords)
+        plane = tuple(sorted((m.mu, m.nu)))
+        out |= {(plane, x) for x in itertools.product(*map(range, dims)) if act[x]}
+    return out
+
+
+def test_planes_order_makes_every_4d_plaquette_active_in_24_layers():
+    import itertools
+
+    dims = (4, 4, 4, 4)
+    every = {(p, x) for p in itertools.combinations(range(4), 2)
+             for x in itertools.product(*map(range, 4 * [4]))}
+    assert _active_plaquettes(layer_masks(4, 24, "planes"), dims) == every
+    # the second group of 24 has the other orientation: all 12 ordered planes, every link
+    # direction changed equally often
+    masks = layer_masks(4, 48, "planes")
+    assert {(m.mu, m.nu) for m in masks} == {(a, b) for a in range(4) for b in range(4) if a != b}
+    assert [sum(m.mu == d for m in masks) for d in range(4)] == [12, 12, 12, 12]
+    # the old order leaves the planes (0, 2) and (1, 3) to later layers
+    stripes = _active_plaquettes(layer_masks(4, 16, "stripes"), dims)
+    assert {p for p, _ in stripes} == {(0, 1), (1, 2), (2, 3), (0, 3)}
+    # in 2D the orders are the same
+    assert layer_masks(2, 16, "planes") == layer_masks(2, 16, "stripes")
+    with pytest.raises(ConfigError, match="flow.masks = 'rows'"):
+        layer_masks(4, 4, "rows")
+
+
 def test_frozen_context_contains_no_active_link():
     """Brute force on a 4D lattice: a plaquette marked frozen contains no active link, and every
     active link's own loop W, and the 1x2 context loop, contain no other active link."""
@@ -135,7 +175,7 @@ def test_frozen_context_contains_no_active_link():
 
     dims = (4, 4, 4, 4)
     coords = np.meshgrid(*[np.arange(L) for L in dims], indexing="ij")
-    for m in layer_masks(4, 48):
+    for m in layer_masks(4, 48) + layer_masks(4, 48, "planes"):
         act = m.active(coords)
         def is_active(d, x):
             return d == m.mu and act[tuple(c % L for c, L in zip(x, dims))]

@@ -39,7 +39,7 @@ from .timing import time_pairs
 def _arch(args, dims):
     return {"group": args.group, "dims": list(dims), "layers": args.layers, "kernel": "spline",
             "bins": args.bins, "hidden": list(args.hidden), "kernel_size": 3,
-            "kernel_shape": args.kernel_shape}
+            "kernel_shape": args.kernel_shape, "masks": "planes"}
 
 
 def _setup(args, lat, device):

@@ -54,12 +54,15 @@ class Key:
     """One job-file key: default (or :data:`REQUIRED`), type, and a check of its value.
 
     ``check`` is ``None``, ``">=0"``, ``">=1"``, ``">0"``, ``"(0,1)"`` or a tuple of choices.
-    Floats are always checked to be finite.
+    Floats are always checked to be finite.  ``before``: for a key added to the schema with a
+    default that differs from what runs did before it existed, the value those runs had (the
+    resume check reads a key missing from an old run's configuration as ``before``).
     """
 
     default: object
     type: type
     check: object = None
+    before: object = REQUIRED
 
 
 COMMON = {
@@ -253,6 +256,8 @@ def chain_changes(old: dict, new: dict) -> list[str]:
             # a key added after ``old`` was written has the value that ``old`` ran with: its default
             spec = schema.get(section, {}).get(key)
             default = None if spec is None or spec.default is REQUIRED else spec.default
+            if spec is not None and spec.before is not REQUIRED:
+                default = spec.before
             a = old.get(section, {}).get(key, default)
             b = new.get(section, {}).get(key)
             if a != b:

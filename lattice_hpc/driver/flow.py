@@ -32,7 +32,11 @@ Keys (beyond :data:`.config.COMMON`), defaults in brackets::
     [flow]   layers [16] (coupling layers; 4*ndim change every link once), kernel ["spline"]
              (U(1): spline | ncp), bins [8], hidden [[16, 16]], kernel_size [3], kernel_shape
              ["cube"] (cube | cross: the centre and the nearest sites along each axis; 9 taps
-             instead of 81 in 4D),
+             instead of 81 in 4D), masks ["planes"] (the order of the masks over the layers,
+             :func:`lattice_hpc.flows.masks.layer_masks`: ``planes`` makes every plaquette of
+             a 4D lattice active once in 24 layers, ``stripes``, that of runs and model files
+             made before the key existed, leaves two of the six planes to layers 17-32; in 2D
+             both are the same),
              model [""] (a model file to start from; it must fit group, lattice and architecture)
     [train]  steps [1000], batch [64], lr [1e-3], warmup [0], halflife [0.0] (steps in which the
              learning rate halves; 0: constant), clip [0.0] (gradient-norm clipping; 0: off),
@@ -67,7 +71,7 @@ from ..rng import CounterRNG
 from .config import Key
 from .jobtype import JobType, Schedule
 
-ARCH = ("layers", "kernel", "bins", "hidden", "kernel_size", "kernel_shape")
+ARCH = ("layers", "kernel", "bins", "hidden", "kernel_size", "kernel_shape", "masks")
 
 
 class FlowJob(JobType):
@@ -77,7 +81,9 @@ class FlowJob(JobType):
         "flow": {"layers": Key(16, int, ">=1"), "kernel": Key("spline", str, ("spline", "ncp")),
                  "bins": Key(8, int, ">=1"), "hidden": Key([16, 16], list),
                  "kernel_size": Key(3, int, ">=1"),
-                 "kernel_shape": Key("cube", str, ("cube", "cross")), "model": Key("", str)},
+                 "kernel_shape": Key("cube", str, ("cube", "cross")),
+                 "masks": Key("planes", str, ("stripes", "planes"), before="stripes"),
+                 "model": Key("", str)},
         "train": {"steps": Key(1000, int, ">=0"), "batch": Key(64, int, ">=1"),
                   "lr": Key(1e-3, float, ">0"), "warmup": Key(0, int, ">=0"),
                   "halflife": Key(0.0, float, ">=0"), "clip": Key(0.0, float, ">=0"),
@@ -96,10 +102,12 @@ class FlowJob(JobType):
 
     @classmethod
     def check(cls, cfg: dict, source: str) -> None:
-        from ..flows.masks import check_tiling, layer_masks
+        from ..flows.masks import canonical_order, check_tiling, layer_masks
 
         f = cfg["flow"]
         group, nd = cfg["action"]["group"], len(cfg["lattice"]["dims"])
+        if nd in (2, 4):  # the stored form: in 2D both orders are one (a 2D run resumes either way)
+            f["masks"] = canonical_order(nd, f["masks"])
         if group not in ("U1", "SU2", "SU3"):
             raise ConfigError(f"{source}: action.group = {group!r}: flows exist for U1, SU2 and SU3")
         if nd not in (2, 4):
@@ -113,7 +121,7 @@ class FlowJob(JobType):
             raise ConfigError(f"{source}: flow.hidden = {f['hidden']!r} must be a list of positive "
                               "integers (channels of the hidden convolutions)")
         try:
-            check_tiling(cfg["lattice"]["dims"], layer_masks(nd, f["layers"]))
+            check_tiling(cfg["lattice"]["dims"], layer_masks(nd, f["layers"], f["masks"]))
         except ConfigError as exc:
             raise ConfigError(f"{source}: {exc}") from None
 

@@ -65,13 +65,47 @@ class StripeMask:
         return ~touched
 
 
-def layer_masks(ndim: int, n_layers: int) -> list[StripeMask]:
-    """The masks of ``n_layers`` coupling layers: layer ``i`` is active in ``mu = i mod ndim``
-    at offset ``(i div ndim) mod 4``, so that ``4 ndim`` consecutive layers change every link once;
-    the stripe direction ``nu`` is the next direction after ``mu``, cycling through the others
-    from one group of ``4 ndim`` layers to the next."""
+#: the orders of the masks over the layers (:func:`layer_masks`)
+ORDERS = ("stripes", "planes")
+
+#: 4D ``planes`` order: these six ordered planes cover every unordered plane once
+_PLANES_4D = ((0, 1), (1, 2), (2, 3), (3, 0), (0, 2), (1, 3))
+
+
+def canonical_order(ndim: int, order: str) -> str:
+    """The mask order as stored in a model's architecture.  In 2D both orders are the same (one
+    plane), and are stored as ``stripes``, so that 2D model files of either name fit any job."""
+    if order not in ORDERS:
+        raise ConfigError(f"flow.masks = {order!r}: expected one of {', '.join(ORDERS)}")
+    return "stripes" if ndim == 2 else order
+
+
+def layer_masks(ndim: int, n_layers: int, order: str = "stripes") -> list[StripeMask]:
+    """The masks of ``n_layers`` coupling layers.
+
+    ``stripes``: layer ``i`` is active in ``mu = i mod ndim`` at offset ``(i div ndim) mod 4``,
+    so that ``4 ndim`` consecutive layers change every link once; the stripe direction ``nu`` is
+    the next direction after ``mu``, cycling through the others from one group of ``4 ndim``
+    layers to the next.  In 4D its first 16 layers make the loops of only four of the six planes
+    active (``(mu, mu+1)``); the planes ``(0, 2)`` and ``(1, 3)`` wait until layer 17.
+
+    ``planes`` (4D): every plaquette is the active loop of one layer in each group of 24 layers:
+    for each offset the six planes ``(0,1), (1,2), (2,3), (3,0), (0,2), (1,3)`` in turn, and in
+    the next group of 24 the same planes with the other orientation ``(nu, mu)``, so that 48
+    layers change every link direction equally often (12 times).  ``P_{mu nu}(x)`` is active in
+    the layer ``(mu, nu, x_nu mod 4)`` (and in ``(nu, mu, x_mu mod 4)``).  In 2D it is the same
+    as ``stripes``.
+    """
+    order = canonical_order(ndim, order)
     out = []
     for i in range(n_layers):
+        if order == "planes":
+            within = i % 24
+            mu, nu = _PLANES_4D[within % 6]
+            if (i // 24) % 2:
+                mu, nu = nu, mu
+            out.append(StripeMask(mu, nu, within // 6))
+            continue
         mu = i % ndim
         off = (i // ndim) % PERIOD
         turn = (i // (PERIOD * ndim)) % (ndim - 1)

@@ -14,7 +14,8 @@ Architecture (a dict, stored with the weights in the model file so that a model 
 the file alone): ``group`` (``U1``, ``SU2``, ``SU3``), ``dims``, ``layers`` (coupling layers;
 ``4 ndim`` change every link once), ``kernel`` (``spline`` or ``ncp``, U(1)), ``bins``,
 ``hidden`` (channels of the context networks' hidden layers), ``kernel_size``, ``kernel_shape``
-(``cube`` or ``cross``, :mod:`.conv`).
+(``cube`` or ``cross``, :mod:`.conv`), ``masks`` (the order of the masks over the layers,
+``stripes`` or ``planes``, :func:`.masks.layer_masks`).
 """
 
 from __future__ import annotations
@@ -22,13 +23,14 @@ from __future__ import annotations
 import torch
 
 from ..comm.autograd import sum_over_ranks
-from .masks import check_tiling, layer_masks
+from .masks import canonical_order, check_tiling, layer_masks
 from .sun import SUNLoopCoupling
 from .u1 import U1PlaquetteCoupling
 
-ARCH_KEYS = ("group", "dims", "layers", "kernel", "bins", "hidden", "kernel_size", "kernel_shape")
+ARCH_KEYS = ("group", "dims", "layers", "kernel", "bins", "hidden", "kernel_size", "kernel_shape",
+             "masks")
 #: architecture keys added later, with the value that model files without them were made with
-ARCH_DEFAULTS = {"kernel_shape": "cube"}
+ARCH_DEFAULTS = {"kernel_shape": "cube", "masks": "stripes"}
 
 
 class GaugeFlow(torch.nn.Module):
@@ -44,9 +46,10 @@ class GaugeFlow(torch.nn.Module):
         self.arch = {k: arch.get(k, ARCH_DEFAULTS.get(k)) for k in ARCH_KEYS}
         self.arch["dims"] = list(self.arch["dims"])
         self.arch["hidden"] = list(self.arch["hidden"])
+        self.arch["masks"] = canonical_order(fl.ndim, self.arch["masks"])
         group = arch["group"]
         self.N = 1 if group == "U1" else int(group[2:])
-        masks = layer_masks(fl.ndim, int(arch["layers"]))
+        masks = layer_masks(fl.ndim, int(arch["layers"]), self.arch["masks"])
         check_tiling(fl.lattice.dims, masks)
         g = torch.Generator().manual_seed(int(seed))
         hidden = tuple(arch["hidden"])
