@@ -137,6 +137,10 @@ def test_a_trained_model_is_reused_and_a_mismatch_is_refused(tmp_path, reference
         proc = _run(job2, ok=False, sets=sets)
         assert proc.returncode == 2 and what in proc.stderr, proc.stderr[-2000:]
         assert not os.path.exists(os.path.join(rd2, "checkpoints"))
+    # flow.resize: a model of another lattice size is taken (the same weights), and trains on
+    job5, rd5 = _job(tmp_path, "resized", steps=2, model=model)
+    out = _run(job5, sets=["lattice.dims=[8,4]", "flow.resize=true"])
+    assert 0 <= out["acceptance"][0] <= 1 and _weights(rd5).keys() == _weights(ref_dir).keys()
     job3, _ = _job(tmp_path, "badgroup", steps=0, model=model, group="SU2")
     proc = _run(job3, ok=False)
     assert proc.returncode == 2 and "group: model 'U1', job 'SU2'" in proc.stderr

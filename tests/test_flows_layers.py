@@ -118,6 +118,25 @@ def test_translation_equivariance_by_the_mask_period(shape):
     assert (lds - ld).abs().max() > 1e-6
 
 
+@pytest.mark.parametrize("group,small,large", [("U1", (4, 4), (8, 4)),
+                                               ("SU2", (4, 4, 4, 4), (4, 4, 8, 4))])
+def test_weights_do_not_depend_on_the_volume(group, small, large):
+    """The reason ``flow.resize`` may reuse a model on another lattice: the flow with the same
+    weights on a lattice twice as long maps the doubled (periodically tiled) prior sample to the
+    doubled output, with twice the log-det."""
+    _, f1 = serial_flow(group, small, layers=4 if len(small) == 2 else 6, masks="planes")
+    fl2, f2 = serial_flow(group, large, layers=4 if len(small) == 2 else 6, masks="planes")
+    f2.load_state_dict(f1.state_dict())
+    z = prior(f1.fl, group)
+    ax = [i for i, (a, b) in enumerate(zip(small, large)) if a != b][0]
+    axis = site_axis(len(small), ax, 2)
+    z2 = torch.cat([z, z], dim=axis)
+    U1, ld1 = f1(z)
+    U2, ld2 = f2(z2)
+    assert (U2 - torch.cat([U1, U1], dim=axis)).abs().max() < 1e-12
+    assert (ld2 - 2 * ld1).abs().max() < 1e-10
+
+
 def test_masks_change_every_link_once_per_period_and_refuse_bad_tilings():
     for nd in (2, 4):
         masks = layer_masks(nd, 4 * nd)

@@ -99,3 +99,40 @@ def test_halo_rejects_wrong_shape_and_too_deep():
         lat.halo(1).exchange(np.zeros((5, 5)))
     with pytest.raises(ValueError, match="depth 5"):
         lat.halo(5)
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("codim", [1, 2])
+def test_halo_counts_are_the_off_rank_sites_it_filled(codim):
+    """The counts the performance model reads (``comm.halo.PROFILE``): one exchange of a link
+    field sends exactly as many bytes as there are halo entries filled from another rank (direct
+    strategy: each such entry travels once), in as many messages as the plan has partners."""
+    from lattice_hpc.comm import halo
+
+    dims = (4, 4, 4, 8)
+    lead, site = (4,), (3, 3)
+
+    def body(lat):
+        h = 1
+        field = np.zeros(lead + lat.shape(h) + site, dtype=np.complex128)
+        plan = lat.halo(h, codim, strategy="direct")
+        halo.reset_profile()
+        plan.exchange(field, lead=1)
+        counts = halo.reset_profile()
+        remote = 0
+        for pad in itertools.product(*[range(L + 2 * h) for L in reversed(lat.local_dims)]):
+            rel = [p - h for p in reversed(pad)]
+            off = [(-1 if r < 0 else 1 if r >= lat.local_dims[mu] else 0) for mu, r in enumerate(rel)]
+            if 0 < sum(map(abs, off)) <= codim and lat.grid.rank_at(off) != lat.grid.rank:
+                remote += 1
+        per_site = 4 * 9 * 16
+        return counts["calls"], counts["messages"], counts["bytes"], remote * per_site, \
+            len(plan.messages())
+
+    res = on_grids(dims, GRIDS_4D, body)
+    for grid, (calls, msgs, nbytes, want, partners) in res.items():
+        assert calls == 1 and msgs == partners and nbytes == want, grid
+        if grid in ("serial", (1, 1, 1, 1)):
+            assert msgs == 0 and nbytes == 0
+        else:
+            assert nbytes > 0

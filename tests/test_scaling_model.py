@@ -151,6 +151,58 @@ def test_cg_and_hmc_predictions_follow_their_formulas(tmp_path):
         assert rows[("hmc", r)]["model"] == pytest.approx(hmc_expect, rel=1e-9)
 
 
+def test_two_volumes_give_the_fixed_cost_and_concurrent_hops_the_node_sharing(tmp_path):
+    """Single-rank hops of two volumes fix ``t0`` and ``eta`` exactly (both are calibration
+    points); the concurrent single-rank hops of the 2-rank points give ``kappa_2``; the 2-rank
+    hops are then ``kappa_2 (t0 + V B / (eta B_copy,1)) + t_net``, and a trajectory adds the
+    alpha-beta time of the halo exchanges it counted."""
+    T0, KAPPA = 2e-4, 1.25
+    dirs = _synthetic(tmp_path)[:2]  # the halo studies
+    grids = {1: [1, 1, 1, 1], 2: [1, 1, 1, 2]}
+
+    def t1(local):
+        return T0 + math.prod(local) * 2880 / (ETA * COPY[1])
+
+    studies = []
+    for name, dims in (("d16", [16, 16, 16, 16]), ("d8", [8, 8, 8, 16])):
+        pts = []
+        for r in (1, 2):
+            local = [a // g for a, g in zip(dims, grids[r])]
+            m, b = M.faces(local, grids[r], 12, 8)
+            t = (KAPPA * t1(local) + m * ALPHA + b / BETA) if r == 2 else t1(local)
+            conc = M.FLOPS_PER_SITE * math.prod(local) / (KAPPA * t1(local)) / 1e9
+            pts.append({"ranks": r, "dims": dims, "grid": grids[r], "seconds": t,
+                        "raw": {"results": [{"concurrent_GFLOPs": conc}] if r == 2 else [{}]}})
+        studies.append(_study(str(tmp_path / name), "dslash", pts))
+    dims = [8, 8, 8, 8]
+    t_h1, t_d1, msgs, nbytes = 1.5, 0.9, 300, 5e7
+    hop1 = t1(dims)
+    local = [8, 8, 8, 4]
+    m, b = M.faces(local, grids[2], 12, 8)
+    hop2 = KAPPA * t1(local) + m * ALPHA + b / BETA
+    t_h2 = (t_h1 - t_d1) * KAPPA / 2 + msgs * ALPHA + nbytes / BETA + t_d1 / hop1 * hop2
+    hmc = _study(str(tmp_path / "hmc"), "hmc", [
+        {"ranks": 1, "dims": dims, "grid": grids[1], "seconds": t_h1, "dslash_seconds": t_d1},
+        {"ranks": 2, "dims": dims, "grid": grids[2], "seconds": t_h2, "dslash_seconds": 0.5,
+         "halo_messages": msgs, "halo_bytes": nbytes}])
+    loaded = [M.load_study(d) for d in dirs + studies + [hmc]]
+    model, cal = M.calibrate(loaded)
+    assert model.cal["dslash"]["t0"] == pytest.approx(T0, rel=1e-9)
+    assert model.cal["dslash"]["eta"] == pytest.approx(ETA, rel=1e-9)
+    assert model.kappa == {2: pytest.approx(KAPPA, rel=1e-9)}
+    rows = M.validate(model, loaded, cal)
+    ds = [c for c in rows if c["kernel"] == "dslash"]
+    assert [c["calibration"] for c in ds] == [True, False, True, False]
+    assert all(abs(c["error"]) < 1e-9 for c in ds)
+    h = [c for c in rows if c["kernel"] == "hmc"]
+    assert h[0]["calibration"] and not h[1]["calibration"]
+    assert abs(h[1]["error"]) < 1e-9
+    # without the counted halos the trajectory is predicted short by exactly their time
+    bare = model.predict("hmc", local, grids[2], 2, None, COPY[2], [s for s in loaded if
+                                                                  s["kernel"] == "hmc"][0]["reference"])
+    assert bare == pytest.approx(t_h2 - msgs * ALPHA - nbytes / BETA, rel=1e-9)
+
+
 def test_an_unphysical_halo_fit_falls_back_and_says_so(tmp_path):
     dirs = _synthetic(tmp_path)
     table = json.load(open(os.path.join(dirs[1], "table.json")))

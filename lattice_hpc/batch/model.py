@@ -6,10 +6,17 @@
 **The model** (per rank; ``V`` the local volume, ``L_mu`` the local extents, ``P`` the
 partitioned directions, ``b`` bytes per real):
 
-- memory: ``t_mem = V B_site / (eta B_copy)``, with QUDA's byte model ``B_site`` (2880 bytes per
-  site for the Wilson hop in double, 1440 in single; the figure the benchmarks use), ``B_copy``
-  the copy bandwidth per rank when all ranks copy at once, and ``eta`` the kernel's fraction of
-  it, calibrated on the single-rank point (``eta = V_1 B_site / (t_1 B_copy,1)``);
+- memory: ``t_mem = kappa_n (t_0 + V B_site / (eta B_copy))``, with QUDA's byte model
+  ``B_site`` (2880 bytes per site for the Wilson hop in double, 1440 in single; the figure the
+  benchmarks use), ``B_copy`` the copy bandwidth per rank, ``eta`` the kernel's fraction of it
+  and ``t_0`` a fixed cost per call, fitted exactly through the single-rank hops of two local
+  volumes (with one volume, ``t_0 = 0`` and ``eta = V_1 B_site / (t_1 B_copy,1)``);
+  ``kappa_n`` is the node-sharing factor at ``n`` ranks: the time of the single-rank hop of the
+  local lattice when all ``n`` ranks run it at once (no communication; ``concurrent_GFLOPs`` of
+  ``bench dslash``) over the modelled single-rank time.  It captures what the copy bandwidth
+  does not: cores that share caches or a clock budget (turbo) slow a compute-bound kernel when
+  all of them work.  Where no concurrent measurement exists at ``n`` ranks, ``kappa_n = 1`` and
+  ``B_copy`` is the copy bandwidth per rank with all ranks copying at once;
 - network (alpha-beta): a face of ``V / L_mu`` sites carries a half spinor (12 reals);
   ``t_net = 2 |P| alpha + 2 sum_mu (V / L_mu) 12 b / beta``; ``alpha`` and ``beta`` are fitted
   exactly through two halo exchanges of the study (smallest and largest message volume);
@@ -18,13 +25,15 @@ partitioned directions, ``b`` bytes per real):
   0`` for CPU ranks, where MPI progresses only inside its calls (the calibration machine);
 - kernels: ``halo`` = ``t_net`` of the link field (4 links x 18 reals per face site, full halo);
   ``dslash`` = the above; ``cg`` (a CGNE iteration of the even/odd operator) = its single-rank
-  time scaled by ``V B_copy,1 / (V_1 B_copy)`` + the face traffic of two hops + two global
-  reductions (``2 alpha ceil(log2 n)``); ``hmc`` (a trajectory) = its single-rank non-Dirac time
-  scaled by volume and bandwidth + its Dirac-operator time (``seconds.dslash`` of its record) in
-  units of the modelled single-rank hop, each unit then costing a modelled hop.
+  time scaled by ``kappa_n V / V_1`` (or ``V B_copy,1 / (V_1 B_copy)``) + the face traffic of two
+  hops + two global reductions (``2 alpha ceil(log2 n)``); ``hmc`` (a trajectory) = its
+  single-rank non-Dirac time scaled the same way + the alpha-beta time of the halo exchanges of
+  links and forces that the trajectory made (their message and byte counts, recorded by the job)
+  + its Dirac-operator time (``seconds.dslash`` of its record) in units of the modelled
+  single-rank hop, each unit then costing a modelled hop.
 
-**Calibration and validation.**  The single-rank point of each study (and the two halo points)
-are calibration points: the model reproduces them exactly.  Every other measured point is a
+**Calibration and validation.**  The single-rank point of each study (the dslash ones of two
+volumes, and the two halo points) are calibration points: the model reproduces them exactly.  Every other measured point is a
 prediction; its relative error is reported.  (If the two halo points give a negative latency or
 bandwidth, a through-origin fit is used instead and both are reported as predictions.)  Studies
 of different precisions are not mixed.
@@ -107,6 +116,26 @@ class Model:
         self.copy, self.alpha, self.beta, self.omega = copy, alpha, beta, omega
         self.precision = precision
         self.cal: dict[str, dict] = {}
+        #: node-sharing factor per rank count (measured), with the copy bandwidth it refers to
+        self.kappa: dict[int, float] = {}
+        self.copy1: float | None = None
+
+    def compute(self, local_dims, ranks: int, copy: float | None = None) -> float:
+        """The hop's on-rank time: ``kappa_n (t_0 + V B_site / (eta B_copy))``."""
+        c = self.cal["dslash"]
+        if ranks in self.kappa:
+            kappa, bw = self.kappa[ranks], self.copy1
+        else:
+            kappa, bw = 1.0, copy or self.copy(ranks)
+        vol = math.prod(local_dims)
+        return kappa * (c.get("t0", 0.0) + vol * BYTES_PER_SITE[self.precision] / (c["eta"] * bw))
+
+    def volume_scale(self, c: dict, local_dims, ranks: int, copy: float) -> float:
+        """A kernel's single-rank time (calibration ``c``) scaled to ``local_dims`` at ``ranks``."""
+        vol = math.prod(local_dims)
+        if ranks in self.kappa:
+            return self.kappa[ranks] * vol / c["volume"]
+        return vol * c["copy"] / (c["volume"] * copy)
 
     def net(self, local_dims, grid, reals: int) -> float:
         msgs, nbytes = faces(local_dims, grid, reals, ITEMSIZE[self.precision])
@@ -116,21 +145,21 @@ class Model:
         return max(t_mem, t_net) + (1.0 - self.omega) * min(t_mem, t_net)
 
     def hop(self, local_dims, grid, ranks: int, copy: float | None = None) -> float:
-        eta = self.cal["dslash"]["eta"]
-        t_mem = math.prod(local_dims) * BYTES_PER_SITE[self.precision] / (eta * (copy or self.copy(ranks)))
-        return self.combine(t_mem, self.net(local_dims, grid, HALF_SPINOR_REALS))
+        return self.combine(self.compute(local_dims, ranks, copy),
+                            self.net(local_dims, grid, HALF_SPINOR_REALS))
 
     def predict(self, kernel: str, local_dims, grid, ranks: int, counts=None,
-                copy: float | None = None) -> float:
+                copy: float | None = None, ref: dict | None = None) -> float:
         """Seconds of one ``kernel`` operation on ``ranks`` ranks with these local extents
         (``counts``: the ``(messages, bytes)`` of a measured halo exchange; ``copy``: the copy
-        bandwidth per rank measured with the point, else the model's at that rank count)."""
+        bandwidth per rank measured with the point, else the model's at that rank count; ``ref``:
+        the single-rank calibration of the cg or hmc study the point belongs to, else the
+        first study's)."""
         if kernel not in self.cal:
             raise ConfigError(f"the model has no measurement of kernel {kernel!r} (it has "
                               f"{', '.join(sorted(self.cal)) or 'none'}): run `lattice-hpc scaling "
                               f"... --kernel {kernel}` and pass its folder to --calibration")
-        c = self.cal[kernel]
-        vol = math.prod(local_dims)
+        c = ref or self.cal[kernel]
         if kernel == "halo":
             if counts is not None:  # the messages the benchmark sent (counts, not timings)
                 return counts[0] * self.alpha + counts[1] / self.beta
@@ -138,14 +167,14 @@ class Model:
         copy = copy or self.copy(ranks)
         if kernel == "dslash":
             return self.hop(local_dims, grid, ranks, copy)
-        scale = vol * c["copy"] / (c["volume"] * copy)
+        scale = self.volume_scale(c, local_dims, ranks, copy)
         red = 2 * self.alpha * math.ceil(math.log2(ranks)) if ranks > 1 else 0.0
         if kernel == "cg":
             return self.combine(c["seconds"] * scale, 2 * self.net(local_dims, grid, HALF_SPINOR_REALS)) + red
-        if kernel == "hmc":
-            if "dslash" not in self.cal:
-                raise ConfigError("the hmc model needs a dslash study too (its Dirac-operator part)")
-            return c["other_seconds"] * scale + c["hops"] * self.hop(local_dims, grid, ranks, copy)
+        if kernel == "hmc":  # counts: the (messages, bytes) of the trajectory's other halos
+            halos = counts[0] * self.alpha + counts[1] / self.beta if counts else 0.0
+            return (c["other_seconds"] * scale + halos
+                    + c["hops"] * self.hop(local_dims, grid, ranks, copy))
         raise ConfigError(f"no model for kernel {kernel!r}: the model covers {', '.join(MODELLED)}")
 
 
@@ -210,27 +239,67 @@ def calibrate(studies: list[dict]) -> tuple[Model, list[dict]]:
     model.cal["halo"] = {}
     order = [k for k in ("dslash", "cg", "hmc") if k in by_kernel]
     for kernel in order:
-        t = by_kernel[kernel][0]
-        p = min(t["points"], key=lambda q: q["ranks"])
-        if p["ranks"] != 1:
-            raise ConfigError(f"the {kernel} study has no single-rank point: the model calibrates "
-                              "its compute part there (add 1 to --ranks)")
-        v = math.prod(_local(p))
-        c = {"seconds": p["seconds"], "volume": v, "copy": p["copy_GBps_per_rank"] * 1e9}
-        if kernel == "dslash":
-            c["eta"] = v * BYTES_PER_SITE[precision] / (p["seconds"] * c["copy"])
-        if kernel == "hmc":
-            c["dirac_seconds"] = float(p.get("dslash_seconds", 0.0))
-            c["other_seconds"] = p["seconds"] - c["dirac_seconds"]
-        model.cal[kernel] = c
-        cal_points.append((kernel, p))
-    if "hmc" in model.cal and "dslash" in model.cal:
-        # the trajectory's Dirac time in units of the modelled single-rank hop (half-lattice hops
-        # of the even/odd operator count as the fraction of a hop they cost): exact at calibration
-        c = model.cal["hmc"]
-        p = [q for k, q in cal_points if k == "hmc"][0]
-        c["hops"] = c["dirac_seconds"] / model.hop(_local(p), p["grid"], 1, c["copy"])
+        for i, t in enumerate(by_kernel[kernel]):
+            p = min(t["points"], key=lambda q: q["ranks"])
+            if p["ranks"] != 1:
+                raise ConfigError(f"the {kernel} {t['mode']} study has no single-rank point: the "
+                                  "model calibrates its compute part there (add 1 to --ranks)")
+            v = math.prod(_local(p))
+            c = {"seconds": p["seconds"], "volume": v, "copy": p["copy_GBps_per_rank"] * 1e9}
+            if kernel == "dslash":
+                if i == 0:
+                    c["eta"] = v * BYTES_PER_SITE[precision] / (p["seconds"] * c["copy"])
+                    cal_points.append((kernel, p))
+                    p2 = _second_volume(by_kernel["dslash"], v)
+                    if p2 is not None:  # t = t0 + V B / (eta B_copy) through both (exact)
+                        v2, c2 = math.prod(_local(p2)), p2["copy_GBps_per_rank"] * 1e9
+                        x1 = v * BYTES_PER_SITE[precision] / c["copy"]
+                        x2 = v2 * BYTES_PER_SITE[precision] / c2
+                        inv_eta = (p["seconds"] - p2["seconds"]) / (x1 - x2)
+                        t0 = p["seconds"] - x1 * inv_eta
+                        if inv_eta > 0 and t0 >= 0:
+                            c["eta"], c["t0"] = 1.0 / inv_eta, t0
+                            cal_points.append((kernel, p2))
+                    model.copy1 = c["copy"]
+                    model.cal[kernel] = c
+                    model.kappa = _node_sharing(model, by_kernel["dslash"])
+                continue
+            if kernel == "hmc":
+                if "dslash" not in model.cal:
+                    raise ConfigError("the hmc model needs a dslash study too (its Dirac-operator "
+                                      "part)")
+                # the trajectory's Dirac time in units of the modelled single-rank hop (half-lattice
+                # hops of the even/odd operator count as the fraction of a hop they cost)
+                c["dirac_seconds"] = float(p.get("dslash_seconds", 0.0))
+                c["other_seconds"] = p["seconds"] - c["dirac_seconds"]
+                c["hops"] = c["dirac_seconds"] / model.hop(_local(p), p["grid"], 1, c["copy"])
+            # each study's multi-rank points are predicted from its own single-rank point
+            t["reference"] = c
+            model.cal.setdefault(kernel, c)
+            cal_points.append((kernel, p))
     return model, cal_points
+
+
+def _second_volume(studies, v1):
+    """The single-rank dslash point whose local volume is farthest from ``v1`` (or None)."""
+    pts = [p for t in studies for p in t["points"]
+           if p["ranks"] == 1 and math.prod(_local(p)) != v1]
+    return max(pts, key=lambda p: abs(math.prod(_local(p)) - v1), default=None)
+
+
+def _node_sharing(model: Model, studies) -> dict[int, float]:
+    """``kappa_n`` per rank count: the concurrent single-rank hops of the dslash points (their
+    ``concurrent_GFLOPs``) over the modelled single-rank time of the same local lattice, the mean
+    over the points at that rank count."""
+    out = {}
+    for t in studies:
+        for p in t["points"]:
+            r = (p.get("raw") or {}).get("results", [{}])[0]
+            if p["ranks"] > 1 and r.get("concurrent_GFLOPs"):
+                local = _local(p)
+                t_conc = FLOPS_PER_SITE * math.prod(local) / (r["concurrent_GFLOPs"] * 1e9)
+                out.setdefault(p["ranks"], []).append(t_conc / model.compute(local, 1, model.copy1))
+    return {n: sum(v) / len(v) for n, v in out.items()}
 
 
 def _counts(p) -> tuple[int, float]:
@@ -248,8 +317,10 @@ def validate(model: Model, studies: list[dict], cal_points) -> list[dict]:
             if t["kernel"] == "halo" and p["ranks"] == 1:
                 continue  # nothing crosses ranks: a local copy, not the network's business
             counts = _counts(p) if t["kernel"] == "halo" else None
+            if t["kernel"] == "hmc" and p["ranks"] > 1 and "halo_messages" in p:
+                counts = (int(p["halo_messages"]), float(p["halo_bytes"]))
             pred = model.predict(t["kernel"], _local(p), p["grid"], p["ranks"], counts,
-                                 p["copy_GBps_per_rank"] * 1e9)
+                                 p["copy_GBps_per_rank"] * 1e9, t.get("reference"))
             out.append({"kernel": t["kernel"], "mode": t["mode"], "ranks": p["ranks"],
                         "dims": p["dims"], "grid": p["grid"], "measured": p["seconds"],
                         "model": pred, "error": pred / p["seconds"] - 1.0,
@@ -346,9 +417,13 @@ def run_model(args) -> dict:
            "calibrated": {"alpha_us": model.alpha * 1e6, "beta_GBps": model.beta / 1e9,
                           "halo_fit": model.halo_fit,
                           "dslash_eta": model.cal.get("dslash", {}).get("eta"),
+                          "dslash_t0_us": model.cal.get("dslash", {}).get("t0", 0.0) * 1e6,
+                          "node_sharing": {str(k): v for k, v in sorted(model.kappa.items())},
                           "overlap": model.omega},
            "points": checks,
            "max_prediction_error": max((abs(c["error"]) for c in preds), default=None),
+           "max_prediction_error_not_oversubscribed": max(
+               (abs(c["error"]) for c in preds if not c["oversubscribed"]), default=None),
            "assumptions": {k: {"value": v, "why": w} for k, (v, w) in ASSUMPTIONS.items()},
            "extrapolations": {}}
     if "dslash" in model.cal:
@@ -374,7 +449,9 @@ def markdown(out: dict) -> str:
     lines = [f"# Performance model, calibrated on {out['calibration_machine']} ({out['precision']})", "",
              f"alpha = {c['alpha_us']:.3g} us, beta = {c['beta_GBps']:.3g} GB/s per rank, "
              f"dslash eta = {c['dslash_eta'] if c['dslash_eta'] is None else round(c['dslash_eta'], 3)}"
-             f" of the copy bandwidth, overlap {c['overlap']}", "",
+             f" of the copy bandwidth, t0 = {c.get('dslash_t0_us', 0.0):.3g} us, node sharing "
+             f"{', '.join(f'{v:.3f} at {k} ranks' for k, v in c.get('node_sharing', {}).items()) or 'not measured'}"
+             f", overlap {c['overlap']}", "",
              "| kernel | mode | ranks | lattice | grid | measured s | model s | error | role |",
              "|---|---|---|---|---|---|---|---|---|"]
     for p in out["points"]:
@@ -384,6 +461,9 @@ def markdown(out: dict) -> str:
                      f"{' (oversubscribed)' if p['oversubscribed'] else ''} |")
     if out["max_prediction_error"] is not None:
         lines += ["", f"Largest prediction error: {100 * out['max_prediction_error']:.1f}%"]
+    if out.get("max_prediction_error_not_oversubscribed") is not None:
+        lines += [f"Largest prediction error of the points that are not oversubscribed: "
+                  f"{100 * out['max_prediction_error_not_oversubscribed']:.1f}%"]
     lines += ["", "Assumptions:"] + [f"- {k} = {v['value']}: {v['why']}" for k, v in out["assumptions"].items()]
     for name, ex in out["extrapolations"].items():
         f = ex["figures"]

@@ -51,6 +51,18 @@ from .mpi import MPI
 
 _COMMITTED = []  # every datatype this module committed, freed at exit before MPI_Finalize
 
+#: Counts (not timings) of this process's halo exchanges: calls, off-rank messages sent and their
+#: bytes.  Read and reset by callers that model where time goes (the HMC's per-trajectory records,
+#: the performance model of :mod:`lattice_hpc.batch.model`).
+PROFILE = {"calls": 0, "messages": 0, "bytes": 0}
+
+
+def reset_profile() -> dict:
+    """The halo counts so far, then zeroed."""
+    out = dict(PROFILE)
+    PROFILE.update(calls=0, messages=0, bytes=0)
+    return out
+
 
 @atexit.register
 def _free_datatypes():
@@ -184,6 +196,12 @@ class HaloExchange:
         pre = (slice(None),) * lead
         me = self.grid.rank
         pending = Pending(field)
+        msgs = self.messages()
+        per_site = field.dtype.itemsize * int(np.prod(field.shape[:lead], dtype=np.int64)) * \
+            int(np.prod(field.shape[lead + self.ndim:], dtype=np.int64))
+        PROFILE["calls"] += 1
+        PROFILE["messages"] += len(msgs)
+        PROFILE["bytes"] += per_site * sum(self.message_sites(o) for o, _ in msgs)
         if self.strategy == "slab":
             for mu in self.local_directions:
                 for side in (-1, 1):

@@ -212,7 +212,7 @@ def check_value(name: str, value, spec: Key, source: str):
         value = float(value)
     if typ is str and name == "lattice.grid" and isinstance(value, list):
         value = ",".join(str(v) for v in value)
-    if not isinstance(value, typ) or isinstance(value, bool):
+    if not isinstance(value, typ) or (isinstance(value, bool) and typ is not bool):
         raise ConfigError(f"{source}: {name} = {value!r} must be of type {typ.__name__}")
     if typ is float and not math.isfinite(value):
         raise ConfigError(f"{source}: {name} = {value!r} must be a finite number")

@@ -37,7 +37,11 @@ Keys (beyond :data:`.config.COMMON`), defaults in brackets::
              a 4D lattice active once in 24 layers, ``stripes``, that of runs and model files
              made before the key existed, leaves two of the six planes to layers 17-32; in 2D
              both are the same),
-             model [""] (a model file to start from; it must fit group, lattice and architecture)
+             model [""] (a model file to start from; it must fit group, lattice and architecture),
+             resize [false] (the model may come from another lattice size: the layers are
+             translation equivariant and periodic, so their weights do not depend on the volume;
+             a flow trained on a small lattice starts the training on a large one; Abbott et
+             al., arXiv 2211.07541)
     [train]  steps [1000], batch [64], lr [1e-3], warmup [0], halflife [0.0] (steps in which the
              learning rate halves; 0: constant), clip [0.0] (gradient-norm clipping; 0: off),
              seed [1] (weight initialisation and the training prior draws), precision ["auto"]
@@ -83,7 +87,7 @@ class FlowJob(JobType):
                  "kernel_size": Key(3, int, ">=1"),
                  "kernel_shape": Key("cube", str, ("cube", "cross")),
                  "masks": Key("planes", str, ("stripes", "planes"), before="stripes"),
-                 "model": Key("", str)},
+                 "model": Key("", str), "resize": Key(False, bool)},
         "train": {"steps": Key(1000, int, ">=0"), "batch": Key(64, int, ">=1"),
                   "lr": Key(1e-3, float, ">0"), "warmup": Key(0, int, ">=0"),
                   "halflife": Key(0.0, float, ">=0"), "clip": Key(0.0, float, ">=0"),
@@ -94,7 +98,7 @@ class FlowJob(JobType):
                    "seed": Key(2, int, ">=0"), "heatbath_every": Key(0, int, ">=0"),
                    "overrelax": Key(0, int, ">=0")},
     }
-    chain_keys = {"flow": ARCH + ("model",),
+    chain_keys = {"flow": ARCH + ("model", "resize"),
                   "train": ("steps", "batch", "lr", "warmup", "halflife", "clip", "seed", "precision"),
                   "sample": ("thermalize", "every", "seed", "heatbath_every", "overrelax")}
     observables = ("accepted", "log_w", "plaquette", "plaquette_spatial", "plaquette_temporal",
@@ -224,7 +228,10 @@ class FlowJob(JobType):
         from ..flows.modelfile import check_architecture, read_model
 
         arch, weights, _ = read_model(path, self.world)
-        check_architecture(path, arch, self.arch)
+        wanted = dict(self.arch)
+        if self.cfg["flow"]["resize"]:  # translation-equivariant layers: weights fit any volume
+            wanted.pop("dims")
+        check_architecture(path, arch, wanted)
         try:
             self.flow.load_state_dict({k: torch.as_tensor(v) for k, v in weights.items()})
         except RuntimeError as exc:

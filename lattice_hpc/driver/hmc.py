@@ -8,7 +8,8 @@ Hasenbusch ratio (``fermions.hasenbusch_kappa``) on ``hmc.hasenbusch_level``.  E
 after ``update.thermalize`` (every ``update.measure_every``-th) writes a record: ``dH``,
 ``exp(-dH)``, acceptance, plaquettes, Polyakov loop, solver iterations, and where the time went
 (``seconds``: total, integrator, each monomial's forces, and ``dslash``: the Dirac operator with
-its face exchange, over all solves).  ``measure.pion_every`` adds the pion correlator, and
+its face exchange, over all solves; with the counts ``halo_calls``, ``halo_messages`` and
+``halo_bytes`` of the other halo exchanges, of links and forces).  ``measure.pion_every`` adds the pion correlator, and
 ``measure.flow_every`` the Wilson flow (``t0``, ``E(t0)``, ``Q(t0)``).
 
 The measurement schedules ``measure.pion_every`` and ``measure.flow_every`` count measured
@@ -43,6 +44,7 @@ Keys (beyond :data:`.config.COMMON`), defaults in brackets::
 
 from __future__ import annotations
 
+from ..comm import halo as halo_profile
 from ..errors import ConfigError
 from ..fermions.kernels.base import reset_profile
 from ..hmc import HMC, Integrator, Level, WilsonGauge
@@ -169,9 +171,16 @@ def _trajectory(hmc, step, cfg, lattice) -> dict:
     every = cfg["hmc"]["reversibility_every"]
     rev = hmc.reversibility(step) if every and step % every == 0 else None
     reset_profile()
+    halo_profile.reset_profile()
     rec = hmc.trajectory(step, metropolis=step >= cfg["hmc"]["no_metropolis"])
     prof = reset_profile()
+    halos = halo_profile.reset_profile()
     secs = rec["seconds"]
+    # halo exchanges of the trajectory (links, forces; not the Dirac faces): counts per rank, the
+    # network part of the performance model's non-Dirac time
+    secs["halo_calls"] = halos["calls"]
+    secs["halo_messages"] = lattice.comm.allreduce(halos["messages"], op="max")
+    secs["halo_bytes"] = lattice.comm.allreduce(halos["bytes"], op="max")
     secs["dslash"] = lattice.comm.allreduce(prof["seconds"], op="max")
     secs["dslash_wait"] = lattice.comm.allreduce(prof["wait_seconds"], op="max")
     secs["dslash_calls"] = prof["calls"]
