@@ -76,11 +76,20 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--machine", default="local", help="profile whose launcher starts the ranks")
     sc.add_argument("--ranks-per-node", type=int, default=0)
     sc.add_argument("--precision", choices=["double", "single"], default="double")
+    sc.add_argument("--backend", choices=["numpy", "cupy"], default="numpy",
+                    help="halo, dslash, cg, copy and hmc on this backend (cupy: the gpu layout)")
     sc.add_argument("--seconds", type=float, default=2.0, help="time budget of each timing")
     sc.add_argument("--copy-mib", type=float, default=256.0, help="copy reference buffer per rank")
     sc.add_argument("--io-dir", default=".", help="io: directory to write the checkpoints in")
     sc.add_argument("--timeout", type=float, default=1800.0, help="seconds allowed per point")
     sc.add_argument("--out", default="", help="results folder (default scaling/KERNEL_MODE_DATE)")
+    sc.add_argument("--batch", action="store_true",
+                    help="write and submit a batch script that runs the study in an allocation")
+    sc.add_argument("--nodes", type=int, default=0, help="--batch: nodes (default: the largest point's)")
+    sc.add_argument("--walltime", default="", help="--batch: wall-clock limit, e.g. 1:00:00")
+    sc.add_argument("--account", default="", help="--batch: allocation to charge")
+    sc.add_argument("--queue", default="", help="--batch: queue (default: the profile's)")
+    sc.add_argument("--dry-run", action="store_true", help="--batch: print the script, submit nothing")
 
     mo = sub.add_parser("model", help="performance model: calibrated on scaling studies, validated on "
                                       "their multi-rank points, extrapolated to the big machines")

@@ -46,8 +46,8 @@ def _job(tmp_path, name="prod", dims="[32, 32, 32, 64]", backend="numpy", type_=
     return str(path)
 
 
-def _submit(args, cwd, env=None, ok=True):
-    proc = run_cli(["submit"] + args, cwd=cwd, env=env, timeout=600)
+def _submit(args, cwd, env=None, ok=True, cmd="submit"):
+    proc = run_cli([cmd] + args, cwd=cwd, env=env, timeout=600)
     if ok:
         assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
@@ -325,3 +325,52 @@ def test_the_deadline_of_a_batch_job_stops_the_run_cleanly(tmp_path):
     assert run_cli(["run", job]).returncode == 0
     assert run_records(rd) == run_records(ref_dir)
     assert np.array_equal(final_field(rd)[0], final_field(ref_dir)[0])
+
+
+@pytest.mark.parametrize("machine,backend,ranks", [("aurora", "cupy", "12,24"),
+                                                   ("polaris", "cupy", "4,8"),
+                                                   ("perlmutter", "numpy", "1,2,4"),
+                                                   ("frontier", "cupy", "8,16")])
+def test_a_scaling_study_becomes_one_batch_job(tmp_path, machine, backend, ranks):
+    """``scaling --batch``: the profile's directives for enough nodes for the largest point, its
+    environment, and as the body the same study without the batch options, into the (absolute)
+    results folder; shellcheck passes; submitted with the profile's command (a stand-in)."""
+    prof = Profile.load(machine)
+    log = tmp_path / "calls.log"
+    _fake_scheduler(tmp_path / "bin", log)
+    env = {"PATH": f"{tmp_path / 'bin'}:{os.environ['PATH']}"}
+    args = ["scaling", "weak", "--kernel", "dslash", "--ranks", ranks, "--dims", "16,16,16,16",
+            "--machine", machine, "--backend", backend, "--batch", "--walltime", "0:30:00",
+            "--account", "LGT123", "--out", "study"]
+    out = json.loads(_submit(args[1:], cwd=str(tmp_path), env=env, cmd="scaling").stdout)
+    script = out["script"]
+    assert script == str(tmp_path / "study" / f"scaling.{'pbs' if prof.scheduler == 'pbs' else 'slurm'}")
+    text = open(script).read()
+    sc = subprocess.run([_shellcheck(), "-s", "bash", script], capture_output=True, text=True)
+    assert sc.returncode == 0, sc.stdout
+    lay = prof.layout("gpu" if backend == "cupy" else ("cpu" if "cpu" in prof.data["layouts"] else "gpu"))
+    nodes = -(-max(map(int, ranks.split(","))) // lay["ranks_per_node"])
+    assert out["nodes"] == nodes
+    prefix = "#PBS" if prof.scheduler == "pbs" else "#SBATCH"
+    d = _directives(text, prefix)
+    assert any(("-A LGT123" in x) for x in d)
+    assert any((f"select={nodes}" in x) if prof.scheduler == "pbs" else (x == f"-N {nodes}") for x in d), d
+    assert f"source {prof.path[:-5]}.sh" in text or prof.data["machine"]["environment"] in text
+    body = [ln for ln in text.splitlines() if "lattice_hpc.cli scaling" in ln]
+    assert len(body) == 1
+    assert "--batch" not in body[0] and "--walltime" not in body[0] and "--account" not in body[0]
+    assert body[0].endswith(f"--out {tmp_path / 'study'}") and f"--backend {backend}" in body[0]
+    calls = log.read_text().splitlines()
+    assert len(calls) == 1 and calls[0].endswith(script)
+
+
+def test_a_batch_study_the_machine_cannot_take_is_refused(tmp_path):
+    base = ["weak", "--kernel", "dslash", "--ranks", "12,48", "--dims", "8,8,8,8", "--batch",
+            "--walltime", "0:30:00", "--dry-run", "--backend", "cupy"]
+    for extra, what in ((["--machine", "aurora", "--nodes", "2"], "--nodes 2: the largest point has 48 ranks"),
+                        (["--machine", "local"], "machine local has no scheduler"),
+                        (["--machine", "aurora", "--ranks", "12,24", "--walltime", "3:00:00"],
+                         "walltime 03:00:00")):
+        proc = _submit(base + extra, cwd=str(tmp_path), ok=False, cmd="scaling")
+        assert proc.returncode == 2 and what in proc.stderr, proc.stderr
+    assert not os.path.exists(tmp_path / "scaling")

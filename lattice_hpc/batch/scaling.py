@@ -10,7 +10,8 @@ is one run of the kernel's benchmark (``lattice-hpc bench ...``; for ``hmc`` one
 Nf = 2 Wilson trajectories, timed by the job's own records) through the machine profile's
 launcher, plus ``bench copy`` at the same rank count (the copy bandwidth per rank when all ranks
 copy at once).  Run it where the ranks can start: on the local machine, or inside an allocation
-of a big one (an interactive job, or a batch script whose launcher line is this command).
+of a big one (an interactive job); ``--batch --nodes N --walltime T [--account A]`` writes and
+submits the batch script that runs the study in an allocation (:mod:`.study_script`).
 
 The results folder (``--out``) holds the raw JSON of every point (``points/``), ``table.json``
 and ``table.md``:
@@ -55,6 +56,7 @@ grid = "{grid}"
 group = "SU3"
 beta = 5.6
 [backend]
+name = "{backend}"
 precision = "{precision}"
 [update]
 start = "hot"
@@ -98,19 +100,26 @@ def point_dims(mode: str, dims: list[int], ranks: int) -> tuple[list[int], list[
         raise ConfigError(f"--ranks {ranks}: {exc}") from None
 
 
-def _per_node(prof: Profile, ranks: int, ranks_per_node: int | None) -> int:
+def layout_of(prof: Profile, backend: str = "numpy") -> dict:
+    """The rank layout of a study: the profile's ``gpu`` layout for ``--backend cupy``, else its
+    ``cpu`` layout (or ``gpu`` where it has none)."""
+    if backend == "cupy":
+        return prof.layout("gpu")
+    return prof.layout("cpu" if "cpu" in prof.data["layouts"] else "gpu")
+
+
+def _per_node(prof: Profile, ranks: int, ranks_per_node: int | None, backend: str = "numpy") -> int:
     """Ranks per node of a point (all on the one node of a local machine)."""
     if prof.scheduler == "local":
         return ranks
-    lay = prof.layout("cpu" if "cpu" in prof.data["layouts"] else "gpu")
-    return min(ranks, ranks_per_node or lay["ranks_per_node"])
+    return min(ranks, ranks_per_node or layout_of(prof, backend)["ranks_per_node"])
 
 
-def _launch(prof: Profile, ranks: int, ranks_per_node: int | None) -> list[str]:
+def _launch(prof: Profile, ranks: int, ranks_per_node: int | None, backend: str = "numpy") -> list[str]:
     from .script import fill
 
-    lay = prof.layout("cpu" if "cpu" in prof.data["layouts"] else "gpu")
-    rpn = _per_node(prof, ranks, ranks_per_node)
+    lay = layout_of(prof, backend)
+    rpn = _per_node(prof, ranks, ranks_per_node, backend)
     values = {"ranks": ranks, "ranks_per_node": rpn, "nodes": math.ceil(ranks / rpn),
               "threads": lay["threads_per_rank"]}
     return [prof.data["launcher"]["command"]] + [fill(str(a), values, prof.path) for a in lay["args"]]
@@ -136,26 +145,28 @@ def _bench(launch, args, what, timeout) -> dict:
 def measure_point(kernel: str, mode: str, dims, ranks: int, opts, prof: Profile) -> dict:
     """One point: the kernel's figures at ``ranks`` ranks (raw output under ``raw``)."""
     gdims, grid = point_dims(mode, dims, ranks)
-    launch = _launch(prof, ranks, opts.ranks_per_node)
+    backend = getattr(opts, "backend", "numpy")
+    launch = _launch(prof, ranks, opts.ranks_per_node, backend)
     what = f"{kernel} at {ranks} ranks ({_text(gdims)} on {_text(grid)})"
     sec = str(opts.seconds)
     common = ["--dims", _text(gdims), "--grid", _text(grid)]
+    on = ["--backend", backend]  # halo, dslash, cg and copy run on the study's backend
     volume = math.prod(gdims)
     p = {"ranks": ranks, "dims": gdims, "grid": grid,
          "local_dims": [d // g for d, g in zip(gdims, grid)]}
     if kernel == "halo":
-        raw = _bench(launch, ["halo"] + common + ["--field", "links", "--seconds", sec], what, opts.timeout)
+        raw = _bench(launch, ["halo"] + common + on + ["--field", "links", "--seconds", sec], what, opts.timeout)
         r = raw["results"][0]
         p.update(seconds=r["halo_seconds"], per_rank=r["bytes_sent_per_rank"] / r["halo_seconds"] / 1e9,
                  per_rank_unit="GB/s sent", comm_fraction=1.0 if ranks > 1 else 0.0)
     elif kernel == "dslash":
-        raw = _bench(launch, ["dslash"] + common + ["--precision", opts.precision, "--seconds", sec],
+        raw = _bench(launch, ["dslash"] + common + on + ["--precision", opts.precision, "--seconds", sec],
                      what, opts.timeout)
         r = raw["results"][0]
         p.update(seconds=r["hop_seconds"], per_rank=r["per_rank_GFLOPs"], per_rank_unit="GFLOP/s",
                  comm_fraction=r["comm_fraction"], kernel_copy_ratio=r["ratio"])
     elif kernel == "cg":
-        raw = _bench(launch, ["cg"] + common + ["--precision", opts.precision, "--solver", "cgne",
+        raw = _bench(launch, ["cg"] + common + on + ["--precision", opts.precision, "--solver", "cgne",
                                                 "--seconds", sec], what, opts.timeout)
         r = raw["results"][0]
         p.update(seconds=r["seconds"] / max(1, r["iterations"]), iterations=r["iterations"],
@@ -188,7 +199,7 @@ def measure_point(kernel: str, mode: str, dims, ranks: int, opts, prof: Profile)
         p["per_rank_unit"] = "sites/s"
     else:
         raise ConfigError(f"--kernel {kernel}: one of {', '.join(KERNELS)}")
-    copy = _bench(launch, ["copy", "--mib", str(opts.copy_mib), "--seconds", "1"], what + " (copy)",
+    copy = _bench(launch, ["copy", "--mib", str(opts.copy_mib), "--seconds", "1"] + on, what + " (copy)",
                   opts.timeout)
     p["copy_GBps_per_rank"] = copy["per_rank_GBps"]
     p["raw"] = raw
@@ -200,6 +211,7 @@ def _hmc(launch, gdims, grid, opts, what) -> dict:
         job = os.path.join(tmp, "job.toml")
         with open(job, "w") as fh:
             fh.write(HMC_JOB.format(dims=", ".join(map(str, gdims)), grid=_text(grid),
+                                    backend=getattr(opts, "backend", "numpy"),
                                     precision=opts.precision, dir=os.path.join(tmp, "run")))
         _run(launch + [sys.executable, "-m", "lattice_hpc.cli", "run", job], what, opts.timeout)
         with open(os.path.join(tmp, "run", "records.jsonl")) as fh:
@@ -236,12 +248,16 @@ def study(args) -> dict:
     if os.path.exists(os.path.join(out_dir, "table.json")):
         raise ConfigError(f"--out {out_dir}: holds a study already (table.json); choose another "
                           "folder or move it away")
+    if getattr(args, "batch", False):  # the study as one batch job of the machine (.study_script)
+        from .study_script import submit_study
+
+        return submit_study(args, ranks, out_dir)
     os.makedirs(os.path.join(out_dir, "points"), exist_ok=True)
     cores = _cores(prof)
     points = []
     for r in ranks:
         p = measure_point(args.kernel, args.mode, dims, r, args, prof)
-        p["ranks_per_node"] = _per_node(prof, r, args.ranks_per_node)
+        p["ranks_per_node"] = _per_node(prof, r, args.ranks_per_node, args.backend)
         p["oversubscribed"] = p["ranks_per_node"] > cores  # more ranks than cores on a node
         with open(os.path.join(out_dir, "points", f"{args.kernel}_{r}.json"), "w") as fh:
             json.dump(p, fh, indent=1)
