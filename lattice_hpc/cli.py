@@ -79,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--backend", choices=["numpy", "cupy"], default="numpy",
                     help="halo, dslash, cg, copy and hmc on this backend (cupy: the gpu layout)")
     sc.add_argument("--seconds", type=float, default=2.0, help="time budget of each timing")
+    sc.add_argument("--repeat", type=int, default=1,
+                    help="measure every point K times in rounds; keep the median (default 1)")
     sc.add_argument("--copy-mib", type=float, default=256.0, help="copy reference buffer per rank")
     sc.add_argument("--io-dir", default=".", help="io: directory to write the checkpoints in")
     sc.add_argument("--timeout", type=float, default=1800.0, help="seconds allowed per point")

@@ -3,7 +3,8 @@
 dslash, cg and hmc at 1, 2 and 4 ranks, then the performance model calibrated on them.
 
     python tools/scaling_study.py [--machine local] [--ranks 1,2,4] [--out bench/results/DIR]
-                                  [--seconds 2] [--only halo,dslash,cg,hmc] [--model-only]
+                                  [--seconds 2] [--repeat 3] [--only halo,dslash,cg,hmc]
+                                  [--model-only]
 
 Each study is ``lattice-hpc scaling MODE --kernel K ...`` (its folder under ``--out``); the model
 is ``lattice-hpc model --calibration <all of them> --out OUT/model``.  Run it on an idle machine:
@@ -37,6 +38,7 @@ def main() -> int:
     ap.add_argument("--machine", default="local")
     ap.add_argument("--ranks", default="1,2,4")
     ap.add_argument("--seconds", default="2")
+    ap.add_argument("--repeat", default="3", help="rounds per point (the median is kept)")
     ap.add_argument("--only", default="halo,dslash,cg,hmc")
     ap.add_argument("--out", default=os.path.join(
         ROOT, "bench", "results", f"scaling_{socket.gethostname()}_{datetime.date.today().isoformat()}"))
@@ -52,7 +54,8 @@ def main() -> int:
         if args.model_only:
             continue
         cmd = ["lattice-hpc", "scaling", mode, "--kernel", kernel, "--ranks", args.ranks, "--dims",
-               dims, "--machine", args.machine, "--seconds", args.seconds, "--out", d]
+               dims, "--machine", args.machine, "--seconds", args.seconds, "--repeat", args.repeat,
+               "--out", d]
         if kernel == "io":
             cmd += ["--io-dir", args.out]
         print("+", " ".join(cmd), flush=True)

@@ -1,7 +1,8 @@
 """``lattice-hpc scaling strong|weak``: a scaling study of one kernel, point by point.
 
     lattice-hpc scaling strong|weak --kernel halo|dslash|cg|hmc|io|flow --ranks 1,2,4 --dims D
-                        [--machine local] [--precision double] [--seconds S] [--out DIR]
+                        [--machine local] [--precision double] [--seconds S] [--repeat K]
+                        [--out DIR]
 
 Strong scaling keeps the global lattice ``--dims``; weak scaling keeps ``--dims`` per rank and
 grows the lattice with the process grid (the balanced grid of :func:`~lattice_hpc.comm.compute_dims`,
@@ -12,6 +13,10 @@ launcher, plus ``bench copy`` at the same rank count (the copy bandwidth per ran
 copy at once).  Run it where the ranks can start: on the local machine, or inside an allocation
 of a big one (an interactive job); ``--batch --nodes N --walltime T [--account A]`` writes and
 submits the batch script that runs the study in an allocation (:mod:`.study_script`).
+
+``--repeat K`` measures every point ``K`` times, in rounds over all rank counts, and keeps the
+round of median time (all rounds' times in ``rounds_seconds``): on a machine whose speed drifts
+(shared or virtual nodes) the points then share the drift.
 
 The results folder (``--out``) holds the raw JSON of every point (``points/``), ``table.json``
 and ``table.md``:
@@ -254,15 +259,25 @@ def study(args) -> dict:
         return submit_study(args, ranks, out_dir)
     os.makedirs(os.path.join(out_dir, "points"), exist_ok=True)
     cores = _cores(prof)
+    repeat = max(1, int(getattr(args, "repeat", 1)))
+    runs = {r: [] for r in ranks}
+    for k in range(repeat):  # rounds over all rank counts: a drift of the machine hits every count
+        for r in ranks:
+            p = measure_point(args.kernel, args.mode, dims, r, args, prof)
+            runs[r].append(p)
+            sys.stderr.write(f"scaling {args.kernel} {args.mode}: {r} ranks {p['seconds']:.4g} s"
+                             f"{f' (round {k + 1} of {repeat})' if repeat > 1 else ''}\n")
     points = []
     for r in ranks:
-        p = measure_point(args.kernel, args.mode, dims, r, args, prof)
+        # the round of median time stands for the point (its raw figures with it)
+        rs = sorted(runs[r], key=lambda q: q["seconds"])
+        p = rs[(len(rs) - 1) // 2]
+        p["rounds_seconds"] = [q["seconds"] for q in runs[r]]
         p["ranks_per_node"] = _per_node(prof, r, args.ranks_per_node, args.backend)
         p["oversubscribed"] = p["ranks_per_node"] > cores  # more ranks than cores on a node
         with open(os.path.join(out_dir, "points", f"{args.kernel}_{r}.json"), "w") as fh:
             json.dump(p, fh, indent=1)
         points.append(p)
-        sys.stderr.write(f"scaling {args.kernel} {args.mode}: {r} ranks {p['seconds']:.4g} s\n")
     base = points[0]
     for p in points:
         n = p["ranks"] / base["ranks"]

@@ -21,10 +21,14 @@ measured in the same run.
 On several ranks, every rank also times its local lattice as a single-rank operator (periodic on
 the rank, no communication) with all ranks running at once: ``concurrent_GFLOPs`` per rank, the
 node's compute throughput when all its cores work (which a single rank alone exceeds where the
-cores share caches, memory or a clock budget).  With ``--local`` the shortfall of
-``per_rank_ratio`` then splits into ``node_sharing = concurrent / alone`` (nothing the code's
-communication can change) and ``comm_efficiency = per_rank / concurrent`` (the face exchange and
-the face work).
+cores share caches, memory or a clock budget), and rank 0 alone (``single_rank_GFLOPs``).  The
+shortfall of ``per_rank_ratio`` then splits into ``node_sharing = concurrent / alone`` (nothing
+the code's communication can change) and ``comm_efficiency = per_rank / concurrent`` (the face
+exchange and the face work).  ``copy_sharing`` is the same ratio for the copy (per rank with all
+ranks copying, over rank 0 copying alone): the weak-scaling efficiency of the memory itself, the
+bound of a bandwidth-bound kernel; ``per_rank_ratio_over_copy_sharing`` is the hop's efficiency
+against it.  All of these are timed interleaved, round by round, each hop after an untimed
+cache flush.
 """
 
 from __future__ import annotations
@@ -34,7 +38,6 @@ import math
 from ..backend import Backend
 from ..comm import compute_dims, self_comm
 from ..fermions import WilsonDirac, random_spinor
-from ..fermions.kernels.base import reset_profile
 from ..gauge import GaugeField
 from ..geometry import Lattice, parse_dims
 from ..groups import get_group
@@ -99,10 +102,8 @@ def run(args, comm) -> dict:
                 grid = args.grid
             lat = Lattice(dims, grid, comm=comm)
             D, psi = operator(lat, backend, args.kernel, csw=args.csw)
-            hop = synced(backend, lambda: D.hop(psi))
-            reset_profile()
-            t, reps = time_pairs({"hop": hop, "copy": copy}, comm, args.seconds)
-            prof = reset_profile()
+            fns, mine = _timed(lat, D, psi, backend, args, comm, copy)
+            t, reps = time_pairs(fns, comm, args.seconds)
             itemsize = backend.real(0).itemsize
             entry = {"dims": list(lat.dims), "local_dims": list(lat.local_dims),
                      "grid": list(lat.grid.dims), "precision": precision, "kernel": D.hopping.name,
@@ -111,45 +112,59 @@ def run(args, comm) -> dict:
                      "copy_GBps": copy_bytes * comm.size / t["copy"] / 1e9, "repeats": reps}
             entry["ratio"] = entry["GBps"] / entry["copy_GBps"]
             # exposed face-exchange wait per hop (rank mean; the part the bulk did not hide)
-            calls = max(1, prof["calls"])
-            wait = comm.allreduce(prof["wait_seconds"] / calls, op="sum") / comm.size
-            busy = comm.allreduce(prof["seconds"] / calls, op="sum") / comm.size
+            calls = max(1, mine["calls"])
+            wait = comm.allreduce(mine["wait_seconds"] / calls, op="sum") / comm.size
+            busy = comm.allreduce(mine["seconds"] / calls, op="sum") / comm.size
             entry["wait_seconds"] = wait
             entry["comm_fraction"] = wait / busy if busy > 0 else 0.0
             entry["per_rank_GFLOPs"] = entry["GFLOPs"] / comm.size
             if comm.size > 1:
-                conc = _concurrent(lat.local_dims, backend, args, comm)
+                local = FLOPS_PER_SITE * math.prod(lat.local_dims) / 1e9
+                conc, alone = local / t["concurrent"], local / t["alone"]
                 entry["concurrent_GFLOPs"] = conc
                 entry["comm_efficiency"] = entry["per_rank_GFLOPs"] / conc
-            if args.local and comm.size > 1:
-                alone = _alone(lat.local_dims, backend, args, comm)
                 entry["single_rank_GFLOPs"] = alone
-                entry["per_rank_ratio"] = entry["per_rank_GFLOPs"] / alone
                 entry["node_sharing"] = conc / alone
+                # the node's memory: copy bandwidth per rank with all copying, over rank 0 alone
+                entry["copy_sharing"] = t["copy_alone"] / t["copy"]
+                if args.local:
+                    entry["per_rank_ratio"] = entry["per_rank_GFLOPs"] / alone
+                    entry["per_rank_ratio_over_copy_sharing"] = (entry["per_rank_ratio"]
+                                                                 / entry["copy_sharing"])
             results.append(entry)
     return {"benchmark": "dslash", "ranks": comm.size, "backend": args.backend, "csw": args.csw,
             "flops_per_site": FLOPS_PER_SITE, "bytes_per_site_double": REALS_PER_SITE * 8,
             "copy_MiB_per_rank": args.copy_mib, "results": results}
 
 
-def _concurrent(local_dims, backend, args, comm) -> float:
-    """Collective: GFLOP/s per rank of every rank running its local lattice as a single-rank
-    operator (no communication), all at once (each call bracketed by barriers, the slowest rank's
-    time)."""
-    self = self_comm()
-    lat = Lattice(local_dims, (1,) * len(local_dims), comm=self)
-    D, psi = operator(lat, backend, args.kernel, csw=args.csw)
-    t, _ = time_pairs({"hop": synced(backend, lambda: D.hop(psi))}, comm, args.seconds / 2)
-    return FLOPS_PER_SITE * lat.volume / t["hop"] / 1e9
+def _timed(lat, D, psi, backend, args, comm, copy):
+    """The functions :func:`time_pairs` interleaves, round by round, so that the machine's drifts
+    hit all alike: the hop of the job, the copy, and on several ranks the local lattice as a
+    single-rank operator (no communication) on all ranks at once (``concurrent``) and on rank 0
+    alone while the others wait (``alone``).  Every hop starts from a cache flushed by an untimed
+    copy of a quarter of ``--copy-mib`` (the streaming regime of large lattices, for each alike).
+    Returns ``(fns, mine)``: ``mine`` collects the Dirac profile of the job's hops only."""
+    from ..fermions.kernels import base
+
+    flush, _ = copy_reference(backend, max(1.0, args.copy_mib / 4))
+    mine = {"seconds": 0.0, "wait_seconds": 0.0, "calls": 0}
+
+    def hop():
+        before = dict(base.PROFILE)
+        D.hop(psi)
+        if backend.name == "cupy":  # pragma: no cover - GPU only
+            backend.xp.cuda.get_current_stream().synchronize()
+        for k in mine:
+            mine[k] += base.PROFILE[k] - before[k]
+
+    fns = {"hop": (flush, hop), "copy": copy}
+    if comm.size > 1:
+        lat1 = Lattice(lat.local_dims, (1,) * lat.ndim, comm=self_comm())
+        D1, psi1 = operator(lat1, backend, args.kernel, csw=args.csw)
+        one = synced(backend, lambda: D1.hop(psi1))
+        fns["concurrent"] = (flush, one)
+        fns["alone"] = (flush, one if comm.rank == 0 else (lambda: None))
+        fns["copy_alone"] = copy if comm.rank == 0 else (lambda: None)
+    return fns, mine
 
 
-def _alone(local_dims, backend, args, comm) -> float:
-    """Collective: GFLOP/s of rank 0 running the local lattice by itself while the others wait."""
-    value = math.nan
-    if comm.rank == 0:
-        self = self_comm()
-        lat = Lattice(local_dims, (1,) * len(local_dims), comm=self)
-        D, psi = operator(lat, backend, args.kernel, csw=args.csw)
-        t, _ = time_pairs({"hop": synced(backend, lambda: D.hop(psi))}, self, args.seconds / 2)
-        value = FLOPS_PER_SITE * lat.volume / t["hop"] / 1e9
-    return comm.bcast(value, root=0)
