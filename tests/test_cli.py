@@ -120,6 +120,11 @@ def test_bench_dslash_weak_scaling_reports_copy_and_single_rank_reference():
         per_site = 2880 if r["precision"] == "double" else 1440
         assert abs(r["GBps"] / r["GFLOPs"] - per_site / 1320) < 1e-9
         assert r["single_rank_GFLOPs"] > 0 and r["per_rank_ratio"] > 0
+        # the decomposition of the weak-scaling shortfall holds exactly (ratios of one run)
+        assert r["per_rank_ratio"] == pytest.approx(r["node_sharing"] * r["comm_efficiency"], rel=1e-12)
+        assert r["node_sharing"] == pytest.approx(r["concurrent_GFLOPs"] / r["single_rank_GFLOPs"], rel=1e-12)
+        assert r["copy_sharing"] > 0 and r["per_rank_ratio_over_copy_sharing"] == pytest.approx(
+            r["per_rank_ratio"] / r["copy_sharing"], rel=1e-12)
 
 
 def test_bench_cg_reports_solves_next_to_the_bare_operator():

@@ -16,7 +16,8 @@ session is continued in the next one.  ``--report-only`` only reads what the run
   (hmc_u1_L16_b*.toml): acceptance, ESS, tau_int(Q), cost per independent Q sample (seconds per
   step times 2 tau_int; the flow with and without its training time spread over its independent
   samples);
-- ``su3``: 4D SU(3), 4^4, beta = 1 and 2: flow chain (su3_4444_b*.toml) against the heatbath
+- ``su3`` (``su3_b1``: beta 1 only): 4D SU(3), 4^4, beta = 1 and 2: flow chain
+  (su3_4444_b1.0_planes.toml, su3_4444_b2.0.toml) against the heatbath
   (quenched_su3_4444_b*.toml), plaquette within 2 combined sigma.
 """
 
@@ -167,10 +168,15 @@ def u1_L16(np_, report_only):
     return out
 
 
-def su3(np_, report_only):
+#: the SU(3) flow job of each beta (beta 1: the planes mask order; su3_4444_b1.0(_ft) are the
+#: earlier stripes-order flows, committed as validation_flow_su3_cpu-2core_2026-12-01.json)
+SU3_FLOWS = {"1.0": "su3_4444_b1.0_planes", "2.0": "su3_4444_b2.0"}
+
+
+def su3(np_, report_only, betas=("1.0", "2.0")):
     out = {}
-    for b in ("1.0", "2.0"):
-        f = flow_summary(run(f"su3_4444_b{b}", np_, report_only))
+    for b in betas:
+        f = flow_summary(run(SU3_FLOWS[b], np_, report_only))
         hr = records(run(f"quenched_su3_4444_b{b}", np_, report_only))
         hb = gamma(hr, "plaquette")
         row = {"flow": f, "heatbath_plaquette": hb}
@@ -195,7 +201,8 @@ def main():
     for part in a.only.split(","):
         res[part] = {"u1_L8": u1_L8, "u1_L8_ft": lambda n, r: u1_L8(n, r, "u1_L8_b2_ft"),
                      "u1_L8_ft2": lambda n, r: u1_L8(n, r, "u1_L8_b2_ft2"),
-                     "u1_L16": u1_L16, "su3": su3}[part](a.np, a.report_only)
+                     "u1_L16": u1_L16, "su3": su3,
+                     "su3_b1": lambda n, r: su3(n, r, ("1.0",))}[part](a.np, a.report_only)
     text = json.dumps(res, indent=1)
     print(text)
     out = a.out or os.path.join(ROOT, "bench", "results",
