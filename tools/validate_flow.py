@@ -14,8 +14,10 @@ session is continued in the next one.  ``--report-only`` only reads what the run
   from validation/flow/models/u1_L8_b2_ft.h5, batch 512, float32 training);
 - ``u1_L16``: 2D U(1), L = 16, beta = 2, 4, 6: flow chain (u1_L16_b*.toml) and HMC
   (hmc_u1_L16_b*.toml): acceptance, ESS, tau_int(Q), cost per independent Q sample (seconds per
-  step times 2 tau_int; the flow with and without its training time spread over its independent
-  samples);
+  step times 2 tau_int; the flow with and without its training time, that of the earlier stages
+  it started from included, spread over its independent samples); ``u1_L16_b6_resized``: beta 6
+  with the flow trained at L = 8 first (``u1_L8_b6``: u1_L8_b6.toml, checked against the exact
+  values like ``u1_L8``) and continued at L = 16 (u1_L16_b6_resized.toml);
 - ``su3`` (``su3_b1``: beta 1 only): 4D SU(3), 4^4, beta = 1 and 2: flow chain
   (su3_4444_b1.0_planes.toml, su3_4444_b2.0.toml) against the heatbath
   (quenched_su3_4444_b*.toml), plaquette within 2 combined sigma.
@@ -102,9 +104,20 @@ def training_seconds(run_dir: str) -> float | None:
     return float(s.sum())
 
 
+#: staged flows: the runs whose trained model a run starts from (their training counts in its cost)
+EARLIER_STAGES = {"u1_L8_b2_ft": ["u1_L8_b2"], "u1_L8_b2_ft2": ["u1_L8_b2_ft", "u1_L8_b2"],
+                  "su3_4444_b1.0_ft": ["su3_4444_b1.0"], "su3_4444_b2.0": ["su3_4444_b1.0_planes"],
+                  "u1_L16_b6_resized": ["u1_L8_b6"]}
+
+
 def flow_summary(run_dir: str) -> dict:
     recs = records(run_dir)
     out = {"run_dir": os.path.relpath(run_dir, ROOT), "measurements": len(recs)}
+    earlier = EARLIER_STAGES.get(os.path.basename(run_dir), [])
+    if earlier:
+        out["earlier_stages"] = earlier
+        out["earlier_training_seconds"] = sum(training_seconds(os.path.join(VAL, "runs", e)) or 0.0
+                                              for e in earlier)
     if not recs:
         return out
     lw = np.array([r["log_w"] for r in recs if "log_w" in r])
@@ -127,11 +140,11 @@ def flow_summary(run_dir: str) -> dict:
     return out
 
 
-def u1_L8(np_, report_only, job="u1_L8_b2"):
+def u1_L8(np_, report_only, job="u1_L8_b2", beta=2.0):
     rd = run(job, np_, report_only)
     s = flow_summary(rd)
     if s["measurements"]:
-        ex = {"plaquette": exact_u1.plaquette(2.0, 64), "Q2": exact_u1.topological_susceptibility(2.0, 64)[0]}
+        ex = {"plaquette": exact_u1.plaquette(beta, 64), "Q2": exact_u1.topological_susceptibility(beta, 64)[0]}
         for k, v in ex.items():
             g = s[k]
             s[k]["exact"] = v
@@ -142,10 +155,11 @@ def u1_L8(np_, report_only, job="u1_L8_b2"):
     return s
 
 
-def u1_L16(np_, report_only):
+def u1_L16(np_, report_only, flows=None):
     out = {}
-    for b in (2, 4, 6):
-        f = flow_summary(run(f"u1_L16_b{b}", np_, report_only))
+    flows = flows or {b: f"u1_L16_b{b}" for b in (2, 4, 6)}
+    for b, job in flows.items():
+        f = flow_summary(run(job, np_, report_only))
         hd = run(f"hmc_u1_L16_b{b}", np_, report_only)
         hr = records(hd)
         h = {"measurements": len(hr)}
@@ -160,7 +174,7 @@ def u1_L16(np_, report_only):
             cf = f["seconds_per_proposal"] * 2 * f["Q"]["tau_int"]
             ch = h["seconds_per_trajectory"] * 2 * h["Q"]["tau_int"]
             indep = f["measurements"] / (2 * f["Q"]["tau_int"])
-            cft = cf + (f["training_seconds"] or 0) / indep
+            cft = cf + ((f["training_seconds"] or 0) + f.get("earlier_training_seconds", 0)) / indep
             row.update({"tau_int_ratio_hmc_over_flow": h["Q"]["tau_int"] / f["Q"]["tau_int"],
                         "cost_flow": cf, "cost_flow_with_training": cft, "cost_hmc": ch,
                         "hmc_over_flow": ch / cf, "hmc_over_flow_with_training": ch / cft})
@@ -201,7 +215,10 @@ def main():
     for part in a.only.split(","):
         res[part] = {"u1_L8": u1_L8, "u1_L8_ft": lambda n, r: u1_L8(n, r, "u1_L8_b2_ft"),
                      "u1_L8_ft2": lambda n, r: u1_L8(n, r, "u1_L8_b2_ft2"),
-                     "u1_L16": u1_L16, "su3": su3,
+                     "u1_L8_b6": lambda n, r: u1_L8(n, r, "u1_L8_b6", 6.0),
+                     "u1_L16": u1_L16,
+                     "u1_L16_b6_resized": lambda n, r: u1_L16(n, r, {6: "u1_L16_b6_resized"}),
+                     "su3": su3,
                      "su3_b1": lambda n, r: su3(n, r, ("1.0",))}[part](a.np, a.report_only)
     text = json.dumps(res, indent=1)
     print(text)
