@@ -18,7 +18,6 @@ import math
 import os
 import re
 import shlex
-import subprocess
 import sys
 
 from ..errors import ConfigError
@@ -127,17 +126,10 @@ def submit_study(args, ranks: list[int], out_dir: str) -> dict | None:
     with open(p["script"], "w") as fh:
         fh.write(text)
     os.chmod(p["script"], 0o755)
+    from .submit import run_submit
+
     prof = p["profile"]
-    cmd = prof.data["submit"]["command"]
-    argv = [cmd] + (["--parsable"] if prof.scheduler == "slurm" else []) + [p["script"]]
-    try:
-        proc = subprocess.run(argv, capture_output=True, text=True, check=False)
-    except OSError as exc:
-        raise ConfigError(f"{cmd}: cannot run the submit command ({exc.strerror}); is this a "
-                          f"login node of {prof.name}?") from None
-    if proc.returncode != 0:
-        raise ConfigError(f"{' '.join(argv)} failed (status {proc.returncode}): "
-                          f"{proc.stderr.strip()[-500:]}")
-    job = proc.stdout.strip().splitlines()[-1].split(";")[0].strip() if proc.stdout.strip() else ""
+    argv = [prof.data["submit"]["command"]] + (["--parsable"] if prof.scheduler == "slurm" else [])
+    job = run_submit(argv + [p["script"]], prof)
     return {"machine": prof.name, "script": p["script"], "job": job, "out": p["out"],
             "nodes": p["values"]["nodes"]}

@@ -150,15 +150,22 @@ def _submit_one(plan: dict, after: str | None, k: int) -> str:
     else:
         argv = [cmd, "--parsable"] + ([f"--dependency=afterany:{after}"] if after else [])
     argv.append(plan["script"])
+    return run_submit(argv, prof)
+
+
+def run_submit(argv: list[str], prof) -> str:
+    """Run the scheduler's submit command ``argv``; the job id it printed (PBS: ``123.server``,
+    Slurm ``--parsable``: ``123;cluster`` -> ``123``)."""
     try:
         out = subprocess.run(argv, capture_output=True, text=True, check=False)
     except OSError as exc:
-        raise ConfigError(f"{cmd}: cannot run the submit command ({exc.strerror}); is this a "
+        raise ConfigError(f"{argv[0]}: cannot run the submit command ({exc.strerror}); is this a "
                           f"login node of {prof.name}?") from None
     if out.returncode != 0:
         raise ConfigError(f"{' '.join(argv)} failed (status {out.returncode}): "
                           f"{out.stderr.strip()[-500:]}")
-    job = out.stdout.strip().splitlines()[-1].split(";")[0].strip()
+    lines = out.stdout.strip().splitlines()
+    job = lines[-1].split(";")[0].strip() if lines else ""
     if not job:
         raise ConfigError(f"{' '.join(argv)} printed no job id")
     return job
