@@ -24,9 +24,8 @@ from ..errors import ConfigError
 from .profiles import Profile, format_walltime, parse_walltime
 from .scaling import layout_of
 from .script import PREFIX, SHEBANG, fill
+from .submit import SUFFIX, check_charge, run_submit
 
-SUFFIX = {"pbs": "pbs", "slurm": "slurm"}
-SAFE = re.compile(r"[A-Za-z0-9_.@+-]+")
 #: options of ``scaling`` that belong to the batch job, not to the study it runs
 BATCH_OPTIONS = {"--batch": 0, "--nodes": 1, "--walltime": 1, "--account": 1, "--queue": 1,
                  "--dry-run": 0}
@@ -53,7 +52,7 @@ def study_argv(argv: list[str], out_dir: str) -> list[str]:
 def plan(args, ranks: list[int], out_dir: str) -> dict:
     """The batch job of a study: checked against the profile; refuses what the machine cannot take."""
     prof = Profile.load(args.machine)
-    if prof.scheduler not in SUFFIX:
+    if prof.scheduler not in ("pbs", "slurm"):
         raise ConfigError(f"--batch: machine {prof.name} has no scheduler (scheduler = "
                           f"{prof.scheduler!r}); run the study directly, without --batch")
     lay = layout_of(prof, args.backend)
@@ -68,12 +67,7 @@ def plan(args, ranks: list[int], out_dir: str) -> dict:
     wall = parse_walltime(args.walltime, "--walltime")
     queue = args.queue or prof.default_queue
     prof.check_request(queue, nodes, wall)
-    for what, value in (("--account", args.account), ("--queue", queue)):
-        if value and not SAFE.fullmatch(value):
-            raise ConfigError(f"{what} {value!r}: only letters, digits and _ . @ + - are allowed")
-    if prof.data["submit"]["account_required"] and not args.account and not args.dry_run:
-        raise ConfigError(f"--account: machine {prof.name} charges jobs to an allocation; "
-                          "give --account PROJECT")
+    check_charge(prof, args.account, queue, args.dry_run)
     out_dir = os.path.abspath(out_dir)
     if not re.fullmatch(r"[A-Za-z0-9_./@+-]+", out_dir):
         raise ConfigError(f"--out {out_dir!r}: holds blanks or shell characters, which batch "
@@ -126,8 +120,6 @@ def submit_study(args, ranks: list[int], out_dir: str) -> dict | None:
     with open(p["script"], "w") as fh:
         fh.write(text)
     os.chmod(p["script"], 0o755)
-    from .submit import run_submit
-
     prof = p["profile"]
     argv = [prof.data["submit"]["command"]] + (["--parsable"] if prof.scheduler == "slurm" else [])
     job = run_submit(argv + [p["script"]], prof)

@@ -56,6 +56,17 @@ def _grid(cfg: dict, ranks: int, where: str) -> tuple[list[int], int]:
         raise ConfigError(f"{where}: {exc}") from None
 
 
+def check_charge(prof: Profile, account: str, queue: str, dry_run: bool) -> None:
+    """Refuse an account or queue that a directive cannot carry, and a missing account where
+    the machine charges an allocation (a dry run may omit it)."""
+    for what, value in (("--account", account), ("--queue", queue)):
+        if value and not SAFE.fullmatch(value):
+            raise ConfigError(f"{what} {value!r}: only letters, digits and _ . @ + - are allowed")
+    if prof.data["submit"]["account_required"] and not account and not dry_run:
+        raise ConfigError(f"--account: machine {prof.name} charges jobs to an allocation; "
+                          "give --account PROJECT")
+
+
 def make_plan(args) -> dict:
     """Everything the script needs, checked; refuses a request the machine or lattice cannot take."""
     from ..driver.config import load_config
@@ -94,12 +105,7 @@ def make_plan(args) -> dict:
         raise ConfigError(f"--segments {args.segments}: queue {queue} on {prof.name} takes at most "
                           f"{qtable['max_queued']} queued job(s) per user; use another queue "
                           f"({', '.join(q for q in prof.data['queues'] if q != queue)})")
-    for what, value in (("--account", args.account), ("--queue", queue)):
-        if value and not SAFE.fullmatch(value):
-            raise ConfigError(f"{what} {value!r}: only letters, digits and _ . @ + - are allowed")
-    if prof.data["submit"]["account_required"] and not args.account and not args.dry_run:
-        raise ConfigError(f"--account: machine {prof.name} charges jobs to an allocation; "
-                          "give --account PROJECT")
+    check_charge(prof, args.account, queue, args.dry_run)
     grid, replicas = _grid(cfg, ranks, f"{args.job} on {args.nodes} node(s) x {rpn} ranks "
                                        f"= {ranks} ranks")
     margin = min(int(prof.data["submit"]["stop_margin_s"]), wall // 10)

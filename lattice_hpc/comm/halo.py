@@ -123,6 +123,7 @@ class HaloExchange:
                 self.offsets.append(o)
         self._index = {o: i for i, o in enumerate(itertools.product((-1, 0, 1), repeat=self.ndim))}
         self._dtypes: dict = {}
+        self._counts = None  # (messages, sites) of one exchange, for PROFILE
 
     # -- geometry of the regions ----------------------------------------------------------------
     def _slices(self, o, kind):
@@ -196,12 +197,14 @@ class HaloExchange:
         pre = (slice(None),) * lead
         me = self.grid.rank
         pending = Pending(field)
-        msgs = self.messages()
+        if self._counts is None:  # the plan's off-rank messages and their sites, once
+            msgs = self.messages()
+            self._counts = (len(msgs), sum(self.message_sites(o) for o, _ in msgs))
         per_site = field.dtype.itemsize * int(np.prod(field.shape[:lead], dtype=np.int64)) * \
             int(np.prod(field.shape[lead + self.ndim:], dtype=np.int64))
         PROFILE["calls"] += 1
-        PROFILE["messages"] += len(msgs)
-        PROFILE["bytes"] += per_site * sum(self.message_sites(o) for o, _ in msgs)
+        PROFILE["messages"] += self._counts[0]
+        PROFILE["bytes"] += per_site * self._counts[1]
         if self.strategy == "slab":
             for mu in self.local_directions:
                 for side in (-1, 1):
