@@ -233,14 +233,21 @@ def test_z2_noise_is_real_z2_and_balanced():
     assert 0.4 < np.mean(other == eta) < 0.6
 
 
-def test_fermionic_observables_need_4d_su3():
+def test_fermionic_observables_need_4d_su3_or_2d_u1():
     from lattice_hpc.driver.files import fermion_observables
 
+    lat = Lattice((4, 4, 4), (1, 1, 1), comm=self_comm())
+    U = GaugeField.cold(lat, get_group("U1"))
+    args = SimpleNamespace(file="three_d.h5", kappa=0.12, csw=None, noise=16, seed=0)
+    with pytest.raises(ConfigError, match="4D SU\\(3\\) gauge field or a 2D U\\(1\\)"):
+        fermion_observables(U, ["pion"], args)
     lat = Lattice((4, 4), (1, 1), comm=self_comm())
     U = GaugeField.cold(lat, get_group("U1"))
-    args = SimpleNamespace(file="two_d.h5", kappa=0.12, csw=None, noise=16, seed=0)
-    with pytest.raises(ConfigError, match="4D SU\\(3\\)"):
-        fermion_observables(U, ["pion"], args)
+    with pytest.raises(ConfigError, match="--csw 1.0: the clover term"):
+        fermion_observables(U, ["pion"], SimpleNamespace(file="two_d.h5", kappa=0.2, csw=1.0))
+    out = fermion_observables(U, ["pion"], SimpleNamespace(file="two_d.h5", kappa=0.2, csw=None))
+    from lattice_hpc.fermions.free import free_pion_correlator
+    np.testing.assert_allclose(out["pion"], free_pion_correlator((4, 4), 0.2), rtol=1e-10)
 
 
 # -- the command line -----------------------------------------------------------------------------

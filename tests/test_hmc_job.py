@@ -89,13 +89,17 @@ def test_hmc_restart_continues_the_uninterrupted_chain(tmp_path):
 
 
 @pytest.mark.parametrize("override,message", [
-    ("fermions.flavours=2", "needs a 4D SU3 lattice"),
+    ("fermions.flavours=2", "fermions.kappa = 0.0 must be in (0, 0.5)"),
+    ("fermions.flavours=2 fermions.kappa=0.25 fermions.csw=1.0", "clover term is implemented for 4D SU3"),
+    ("lattice.dims=[4,4,4] fermions.flavours=2 fermions.kappa=0.1", "needs a 4D SU3 lattice or a 2D U1"),
+    ("measure.condensate_every=1", "measure.condensate_every = 1 needs 4D SU3 or 2D U1 and fermions.kappa"),
     ("hmc.steps=[0]", "hmc.steps"),
     ("hmc.gauge_level=3", "hmc.gauge_level = 3 is not a level"),
     ("hmc.integrator=\"verlet\"", "hmc.integrator"),
 ])
 def test_bad_hmc_input_names_the_key(tmp_path, override, message):
-    proc = _cli(["run", str(_job(tmp_path, "bad")), "--set", override])
+    sets = [a for kv in override.split() for a in ("--set", kv)]
+    proc = _cli(["run", str(_job(tmp_path, "bad"))] + sets)
     assert proc.returncode == 2 and message in proc.stderr, proc.stderr
     assert not (tmp_path / "bad").exists()
 
@@ -151,3 +155,58 @@ def test_nf2_clover_hasenbusch_job_with_pion_and_flow(tmp_path):
         assert 0 < flow["flow_t0"] < 1.5 and flow["flow_E_t0"] > 0
     else:
         assert "flow_Q_tmax" in flow
+
+
+SCHWINGER_JOB = """
+[job]
+type = "hmc"
+name = "schwinger"
+[lattice]
+dims = [8, 8]
+[action]
+group = "U1"
+beta = 2.0
+[update]
+start = "hot"
+thermalize = 2
+measure = 6
+seed = 7
+[hmc]
+steps = [4]
+reversibility_every = 3
+[fermions]
+flavours = 2
+kappa = 0.26
+[measure]
+pion_every = 2
+condensate_every = 1
+condensate_noise = 2
+[output]
+dir = "{dir}"
+[checkpoint]
+every = 4
+"""
+
+
+def test_schwinger_nf2_job_records_and_the_same_on_two_ranks(tmp_path):
+    """2D U(1) with two Wilson flavours (issue 14's HMC baseline): pion, condensate and charge in the
+    records, reversible trajectories, and the same chain on 1 and 2 ranks."""
+    for name, ranks in (("one", None), ("two", 2)):
+        job = tmp_path / f"{name}.toml"
+        job.write_text(SCHWINGER_JOB.format(dir=(tmp_path / name).as_posix()))
+        proc = _cli(["run", str(job)], np=ranks)
+        assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["complete"] and out["measurements"] == 6 and "condensate" in out
+    a, b = _records(tmp_path, "one"), _records(tmp_path, "two")
+    for r in a:
+        assert set(r["monomials"]) == {"pf", "gauge"} and r["monomials"]["pf"]["iterations"] > 0
+        assert abs(r["topological_charge"] - round(r["topological_charge"])) < 1e-9
+        assert r["condensate"] > 0  # (1/V) Tr D^-1 of Wilson fermions at kappa < kappa_c
+    assert [len(r.get("pion", [])) for r in a] == [0, 8, 0, 8, 0, 8]  # the 2nd, 4th, ... measurement
+    rev = [r for r in a if "reversibility_dU" in r]
+    assert rev and all(r["reversibility_dU"] < 1e-10 and abs(r["reversibility_dH"]) < 1e-8 for r in rev)
+    for x, y in zip(a, b, strict=True):
+        assert x["accepted"] == y["accepted"] and abs(x["dH"] - y["dH"]) < 1e-9
+        assert abs(x["plaquette"] - y["plaquette"]) < 1e-12
+        assert abs(x["condensate"] - y["condensate"]) < 1e-10

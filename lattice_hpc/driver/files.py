@@ -13,9 +13,10 @@ Observables of ``measure`` (``--observables``, comma-separated; plaquette, its s
 parts, the link trace and the checksum status are always printed):
 
 - ``polyakov``: ``[re, im]`` of the Polyakov loop;
-- ``pion`` (4D SU(3), needs ``--kappa``, optional ``--csw``): ``"pion": [C(0), ..., C(T-1)]``, the
+- ``pion`` (4D SU(3), or 2D U(1) for the Schwinger model without clover; needs ``--kappa``,
+  optional ``--csw``): ``"pion": [C(0), ..., C(T-1)]``, the
   Wilson(-clover) pion correlator from a point source at the origin (CONVENTIONS.md;
-  :func:`lattice_hpc.fermions.pion_correlator`), 12 even/odd preconditioned CGNE solves at
+  :func:`lattice_hpc.fermions.pion_correlator`), 12 (2D: 2) even/odd preconditioned CGNE solves at
   relative tolerance 1e-12, with
   ``"pion_solver"``: iterations per solve and the largest true residual ``|b - D x| / |b|``;
 - ``condensate`` (same requirements; ``--noise N`` Z2 vectors, default 16, ``--seed S``):
@@ -90,10 +91,13 @@ def fermion_observables(U, names, args) -> dict:
     from ..rng import CounterRNG
     from ..solvers import SolverError
 
-    if U.N != 3 or U.ndim != 4:
+    if (U.ndim, U.N) not in ((4, 3), (2, 1)):
         raise ConfigError(f"--observables {','.join(names)}: Wilson fermions need a 4D SU(3) gauge "
-                          f"field, but {args.file} holds {U.group.name} links on a {U.ndim}D lattice")
+                          f"field or a 2D U(1) one (the Schwinger model), but {args.file} holds "
+                          f"{U.group.name} links on a {U.ndim}D lattice")
     kappa, csw = float(args.kappa), float(args.csw or 0.0)
+    if csw and U.ndim != 4:
+        raise ConfigError(f"--csw {csw}: the clover term is implemented for 4D SU(3) only")
     D = WilsonDirac(U, kappa, csw)
     out = {"kappa": kappa, "csw": csw}
     try:

@@ -1,5 +1,7 @@
 """Job type ``hmc``: Hybrid Monte Carlo for the Wilson gauge action (U(1), SU(N)), with two flavours
-of Wilson(-clover) fermions on 4D SU(3) (``fermions.flavours = 2``).
+of Wilson(-clover) fermions on 4D SU(3), or of Wilson fermions in the 2D U(1) Schwinger model
+(``fermions.flavours = 2``; ``kappa`` below 0.5 there, the interacting critical value at beta = 2
+being about 0.276).
 
 One step is one trajectory (:class:`lattice_hpc.hmc.HMC`).  The action terms and their levels
 come from the job file (``[hmc]``, ``[fermions]``, :mod:`.config`): the gauge action on
@@ -33,13 +35,16 @@ Keys (beyond :data:`.config.COMMON`), defaults in brackets::
                never), no_metropolis [0] (the first N trajectories of the thermalization are
                accepted without the Metropolis test: not exact, only to leave a cold or hot start;
                N <= update.thermalize)
-    [fermions] flavours [0] (0: pure gauge, 2: two degenerate Wilson(-clover) flavours, 4D SU(3)
-               only), kappa [0.0], csw [0.0], hasenbusch_kappa [0.0] (0: no Hasenbusch
+    [fermions] flavours [0] (0: pure gauge, 2: two degenerate Wilson(-clover) flavours, 4D SU(3),
+               or Wilson in 2D U(1)), kappa [0.0], csw [0.0], hasenbusch_kappa [0.0] (0: no Hasenbusch
                preconditioning; else the heavier kappa), action_tol [1e-12] (solves for the
                Metropolis step), force_tol [1e-10] (solves for the forces)
     [measure]  flow_every [0] (Wilson flow every N-th measurement: E(t), t0, topological charge
                at t0), flow_epsilon [0.02], flow_tmax [2.0], pion_every [0] (pion correlator at
-               fermions.kappa, csw every N-th measurement)
+               fermions.kappa, csw every N-th measurement), condensate_every [0] (every N-th
+               measurement, ``condensate`` = (1/V) Tr D^{-1} in kappa normalization, i.e.
+               -<psibar psi> per flavour, from condensate_noise [4] Z2 noise vectors keyed by
+               the trajectory)
 """
 
 from __future__ import annotations
@@ -66,7 +71,8 @@ class HMCJob(JobType):
                      "csw": Key(0.0, float, ">=0"), "hasenbusch_kappa": Key(0.0, float, ">=0"),
                      "action_tol": Key(1e-12, float, "(0,1)"), "force_tol": Key(1e-10, float, "(0,1)")},
         "measure": {"flow_every": Key(0, int, ">=0"), "flow_epsilon": Key(0.02, float),
-                    "flow_tmax": Key(2.0, float), "pion_every": Key(0, int, ">=0")},
+                    "flow_tmax": Key(2.0, float), "pion_every": Key(0, int, ">=0"),
+                    "condensate_every": Key(0, int, ">=0"), "condensate_noise": Key(4, int, ">0")},
     }
     chain_keys = {"hmc": ("trajectory_length", "integrator", "steps", "gauge_level",
                           "fermion_level", "hasenbusch_level", "no_metropolis"),
@@ -74,7 +80,7 @@ class HMCJob(JobType):
                                "force_tol")}
     observables = ("dH", "exp_minus_dH", "accepted", "plaquette", "plaquette_spatial",
                    "plaquette_temporal", "link_trace", "polyakov_re", "polyakov_im",
-                   "polyakov_abs", "topological_charge", "pion", "flow_t0", "flow_E_t0",
+                   "polyakov_abs", "topological_charge", "pion", "condensate", "flow_t0", "flow_E_t0",
                    "flow_Q_t0", "flow_tmax", "flow_Q_tmax", "reversibility_dU", "reversibility_dH")
 
     @classmethod
@@ -102,7 +108,7 @@ class HMCJob(JobType):
         self._last = rec
         if m is None:
             return None
-        _extra_measurements(rec, self.field, self.cfg, m, self.log)
+        _extra_measurements(rec, self.field, self.cfg, m, self.log, n)
         return rec
 
     def progress(self, n: int, rec: dict | None) -> str:
@@ -130,20 +136,27 @@ def check_hmc(out: dict, source: str) -> None:
         raise ConfigError(f"{source}: hmc.no_metropolis = {h['no_metropolis']} must not exceed "
                           f"update.thermalize = {out['update']['thermalize']}: trajectories without "
                           "the accept step are not exact and must not be measured")
+    group, nd = out["action"]["group"], len(out["lattice"]["dims"])
+    schwinger = (group, nd) == ("U1", 2)
+    kmax = 0.5 if schwinger else 0.25
     if f["flavours"]:
-        if out["action"]["group"] != "SU3" or len(out["lattice"]["dims"]) != 4:
-            raise ConfigError(f"{source}: fermions.flavours = {f['flavours']} needs a 4D SU3 lattice, "
-                              f"got {out['action']['group']} in {len(out['lattice']['dims'])}D")
-        if not 0 < f["kappa"] < 0.25:
-            raise ConfigError(f"{source}: fermions.kappa = {f['kappa']} must be in (0, 0.25)")
+        if (group, nd) not in (("SU3", 4), ("U1", 2)):
+            raise ConfigError(f"{source}: fermions.flavours = {f['flavours']} needs a 4D SU3 lattice "
+                              f"or a 2D U1 one (the Schwinger model), got {group} in {nd}D")
+        if not 0 < f["kappa"] < kmax:
+            raise ConfigError(f"{source}: fermions.kappa = {f['kappa']} must be in (0, {kmax})")
+        if schwinger and f["csw"]:
+            raise ConfigError(f"{source}: fermions.csw = {f['csw']}: the clover term is implemented "
+                              "for 4D SU3 only (the Schwinger model runs with Wilson fermions)")
         if f["hasenbusch_kappa"] and not 0 < f["hasenbusch_kappa"] < f["kappa"]:
             raise ConfigError(f"{source}: fermions.hasenbusch_kappa = {f['hasenbusch_kappa']} must "
                               f"be between 0 and fermions.kappa = {f['kappa']} (a heavier mass)")
     m = out["measure"]
-    if m["pion_every"] and not (0 < f["kappa"] < 0.25 and out["action"]["group"] == "SU3"
-                                and len(out["lattice"]["dims"]) == 4):
-        raise ConfigError(f"{source}: measure.pion_every = {m['pion_every']} needs 4D SU3 and "
-                          f"fermions.kappa in (0, 0.25), got {f['kappa']}")
+    for key in ("pion_every", "condensate_every"):
+        if m[key] and not (0 < f["kappa"] < kmax and (group, nd) in (("SU3", 4), ("U1", 2))):
+            raise ConfigError(f"{source}: measure.{key} = {m[key]} needs 4D SU3 or 2D U1 and "
+                              f"fermions.kappa in (0, {kmax}), got {group} in {nd}D and "
+                              f"kappa {f['kappa']}")
     if m["flow_every"] and (m["flow_epsilon"] <= 0 or m["flow_tmax"] <= m["flow_epsilon"]):
         raise ConfigError(f"{source}: measure.flow_epsilon = {m['flow_epsilon']} and "
                           f"measure.flow_tmax = {m['flow_tmax']} must satisfy 0 < epsilon < tmax")
@@ -194,10 +207,18 @@ def _trajectory(hmc, step, cfg, lattice) -> dict:
     return rec
 
 
-def _extra_measurements(rec, U, cfg, m, log) -> None:
-    """Pion correlator and Wilson flow on the measurements that ask for them (``m``: the global
-    measurement index, :meth:`.jobtype.Schedule.due`)."""
+def _extra_measurements(rec, U, cfg, m, log, n=0) -> None:
+    """Pion correlator, chiral condensate and Wilson flow on the measurements that ask for them
+    (``m``: the global measurement index, :meth:`.jobtype.Schedule.due`; ``n``: the trajectory,
+    which keys the condensate's noise)."""
     meas, f = cfg["measure"], cfg["fermions"]
+    if Schedule.due(m, meas["condensate_every"]):
+        from ..fermions import WilsonDirac, chiral_condensate
+
+        D = WilsonDirac(U, f["kappa"], f["csw"])
+        res = chiral_condensate(D, meas["condensate_noise"], CounterRNG(cfg["update"]["seed"]),
+                                purpose=("condensate", int(n)))
+        rec["condensate"] = res.mean
     if Schedule.due(m, meas["pion_every"]):
         from ..fermions import WilsonDirac, pion_correlator, point_propagator
 

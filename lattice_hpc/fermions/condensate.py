@@ -34,19 +34,21 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .propagator import default_solve, solve_info
-from .spinor import COLOR, SPIN, inner, residual
+from .spinor import default_site_shape, inner, residual
 
 
-def z2_noise(lattice, rng, purpose, backend):
+def z2_noise(lattice, rng, purpose, backend, site_shape=None):
     """Real Z2 noise: ``+1`` or ``-1`` for each spin-colour component of each site.
 
     Drawn from the counter ``(rng.seed, purpose)`` at the global site, so it is the same field on
-    every process grid.  Local array ``(L_t, ..., L_x, 4, 3)`` of the backend's complex dtype.
+    every process grid.  Local array ``(L_t, ..., L_x, 4, 3)`` (``site_shape``, default
+    :func:`.spinor.default_site_shape`) of the backend's complex dtype.
     """
     xp = backend.xp
+    shape = tuple(site_shape or default_site_shape(lattice.ndim))
     sites = xp.asarray(lattice.global_index)
-    u = rng.uniform(tuple(purpose), sites, SPIN * COLOR)
-    eta = xp.where(u < 0.5, -1.0, 1.0).reshape(lattice.shape(0) + (SPIN, COLOR))
+    u = rng.uniform(tuple(purpose), sites, shape[0] * shape[1])
+    eta = xp.where(u < 0.5, -1.0, 1.0).reshape(lattice.shape(0) + shape)
     return eta.astype(backend.complex)
 
 
@@ -105,7 +107,7 @@ def chiral_condensate(D, nsamples: int, rng, solve=None, purpose=("z2",)) -> Con
     values = []
     start = time.perf_counter()
     for n in range(nsamples):
-        eta = z2_noise(lat, rng, tuple(purpose) + (n,), D.backend)
+        eta = z2_noise(lat, rng, tuple(purpose) + (n,), D.backend, getattr(D, "site_shape", None))
         res = solve(D, eta)
         values.append(inner(lat, eta, res.x) / lat.volume)  # collective
         out.true_residuals.append(residual(D, res.x, eta))

@@ -33,6 +33,10 @@ It is symmetric, ``C(t) = C(T - t)``: ``e^{i (p_t - q_t) T} = 1``, and ``C`` is 
 
 Trace: ``Tr D^{-1} = 3 sum_p tr_spin M(p)^{-1} = 12 sum_p A(p) / d(p)``.
 
+In 2D (the Schwinger model, one colour, two spins: :mod:`.gamma`) the same formulas hold with
+the factor ``12 = 3 colours x tr 1_4`` replaced by ``2 = 1 x tr 1_2`` (``n_c n_s`` below), ``L^3``
+by ``L`` and ``vec p`` by the one spatial momentum.
+
 All arrays are host NumPy, global, in memory order (``t`` slowest, ``x`` fastest); ``dims`` and
 momenta are in direction order ``(x, y, z, t)``.  Explicit sums and FFTs: meant for small lattices.
 """
@@ -41,7 +45,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from .gamma import GAMMA
+from .gamma import gammas, spin_count
+
+
+def _factor(ndim: int) -> int:
+    """``n_c n_s``: colours times spins of the fermions of a ``ndim``-dimensional lattice (12 for
+    4D QCD, 2 for the 2D Schwinger model)."""
+    return (3 if ndim == 4 else 1) * spin_count(ndim)
 
 
 def _thetas(ndim: int, bc) -> np.ndarray:
@@ -78,13 +88,16 @@ def coefficients(p, kappa: float):
 
 
 def dirac_matrix(p, kappa: float) -> np.ndarray:
-    """``M(p)`` as ``(..., 4, 4)`` spin matrices (DeGrand-Rossi ``GAMMA``); ``p`` one array per mu."""
+    """``M(p)`` as ``(..., n_s, n_s)`` spin matrices (:func:`.gamma.gammas` of ``len(p)``
+    dimensions); ``p`` one array per mu."""
     A, b = coefficients(p, kappa)
-    return A[..., None, None] * np.eye(4) + 1j * np.einsum("...m,mij->...ij", b, GAMMA[:len(p)])
+    G = gammas(len(p))[0]
+    return A[..., None, None] * np.eye(G.shape[-1]) + 1j * np.einsum("...m,mij->...ij", b, G)
 
 
 def free_propagator(dims, kappa: float, bc=None) -> np.ndarray:
-    """``S(x; 0) = (1/V) sum_p e^{ipx} M(p)^{-1}`` as spin matrices ``(T, Z, Y, X, 4, 4)``.
+    """``S(x; 0) = (1/V) sum_p e^{ipx} M(p)^{-1}`` as spin matrices ``(T, Z, Y, X, 4, 4)``
+    (``(T, X, 2, 2)`` in 2D).
 
     ``M(p)^{-1}`` by numerical inversion of :func:`dirac_matrix`; the sum over ``p`` by an inverse FFT
     of the integer momenta times the twist ``e^{i theta x / L}``.
@@ -105,10 +118,10 @@ def free_propagator(dims, kappa: float, bc=None) -> np.ndarray:
 
 def free_propagator_colour(dims, kappa: float, bc=None) -> np.ndarray:
     """:func:`free_propagator` times the colour identity: ``(T, Z, Y, X, 4, 3, 4, 3)``
-    (sink spin, sink colour, source spin, source colour), the layout of
-    :func:`lattice_hpc.fermions.point_propagator` gathered to one rank."""
+    (sink spin, sink colour, source spin, source colour; ``(T, X, 2, 1, 2, 1)`` in 2D), the
+    layout of :func:`lattice_hpc.fermions.point_propagator` gathered to one rank."""
     S = free_propagator(dims, kappa, bc)
-    return np.einsum("...ij,ab->...iajb", S, np.eye(3))
+    return np.einsum("...ij,ab->...iajb", S, np.eye(_factor(len(dims)) // S.shape[-1]))
 
 
 def free_pion_correlator(dims, kappa: float, bc=None) -> np.ndarray:
@@ -124,11 +137,12 @@ def free_pion_correlator(dims, kappa: float, bc=None) -> np.ndarray:
     g = np.einsum("tn,n...m->t...m", phase, b / d[..., None])
     spatial = int(np.prod(dims[:-1]))
     total = np.abs(f) ** 2 + (np.abs(g) ** 2).sum(axis=-1)
-    return 12.0 / (spatial * T * T) * total.reshape(T, -1).sum(axis=1)
+    return _factor(len(dims)) / (spatial * T * T) * total.reshape(T, -1).sum(axis=1)
 
 
 def free_trace(dims, kappa: float, bc=None) -> float:
-    """``Tr D^{-1} = 3 sum_p tr_spin M(p)^{-1} = 12 sum_p A(p) / d(p)`` (real)."""
+    """``Tr D^{-1} = 3 sum_p tr_spin M(p)^{-1} = 12 sum_p A(p) / d(p)`` (real; ``2 sum_p A / d``
+    in 2D)."""
     A, b = coefficients(_momentum_grid(dims, bc), kappa)
     d = A * A + np.einsum("...m,...m->...", b, b)
-    return float(12.0 * np.sum(A / d))
+    return float(_factor(len(dims)) * np.sum(A / d))

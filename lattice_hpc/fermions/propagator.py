@@ -2,7 +2,8 @@
 
 The propagator from a point source at global site ``y`` is ``S(x; y) = D^{-1}(x, y)`` (kappa
 normalization, CONVENTIONS.md), one solve ``D psi = delta_{y, spin_src, col_src}`` per source spin
-and colour.  It is stored as a local array of shape ``(L_t, L_z, L_y, L_x, 4, 3, 4, 3)`` (memory order
+and colour.  It is stored as a local array of shape ``(L_t, L_z, L_y, L_x, 4, 3, 4, 3)`` (2D:
+``(L_t, L_x, 2, 1, 2, 1)``; memory order
 of the sink site, then sink spin, sink colour, source spin, source colour) on the operator's array
 module, so ``S[..., :, :, s, c]`` is the solution for source spin ``s`` and colour ``c``.
 
@@ -28,7 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..backend import array_module
-from .spinor import COLOR, SPIN, point_source, residual
+from .spinor import point_source, residual
 
 DEFAULT_TOL = 1e-12
 
@@ -93,7 +94,7 @@ def _check_site(lattice, site) -> tuple:
     return site
 
 
-def point_propagator(D, site=(0, 0, 0, 0), solve=None) -> Propagator:
+def point_propagator(D, site=None, solve=None) -> Propagator:
     """Collective: ``S(x; site) = D^{-1}(x, site)`` from 12 point sources (one per spin and colour).
 
     Args:
@@ -107,15 +108,16 @@ def point_propagator(D, site=(0, 0, 0, 0), solve=None) -> Propagator:
         (:class:`lattice_hpc.solvers.SolverError` for the package's solvers).
     """
     lat = D.lattice
-    site = _check_site(lat, site)
+    site = _check_site(lat, (0,) * lat.ndim if site is None else site)
     solve = default_solve if solve is None else solve
     xp = array_module(D.zeros())
-    S = xp.zeros(lat.shape(0) + (SPIN, COLOR, SPIN, COLOR), dtype=D.dtype)
+    nspin, ncol = D.site_shape
+    S = xp.zeros(lat.shape(0) + (nspin, ncol, nspin, ncol), dtype=D.dtype)
     prop = Propagator(S=S, site=site)
     start = time.perf_counter()
-    for s in range(SPIN):
-        for c in range(COLOR):
-            b = point_source(lat, D.backend, site, s, c)
+    for s in range(nspin):
+        for c in range(ncol):
+            b = point_source(lat, D.backend, site, s, c, site_shape=D.site_shape)
             res = solve(D, b)
             S[..., s, c] = res.x
             prop.results.append(res)

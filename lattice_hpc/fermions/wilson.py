@@ -16,6 +16,12 @@ as two 6x6 blocks per site (spins 0,1 and 2,3 with their colours).
 Spinor fields are local arrays ``(L_t, ..., L_x, 4, 3)`` (memory order, no halo) on the backend's
 array module; this module is written on that module only (NumPy or CuPy).
 
+The same operator in 2D with U(1) links is the Schwinger model's (two-component spinors, Pauli
+matrices, :mod:`.gamma`; fields ``(L_t, L_x, 2, 1)``); there ``kappa = 1 / (2 m0 + 4)``, the free
+critical value is ``1/4``, and the sum over ``mu`` runs over the two directions.  Other gauge
+groups and dimensions use ``spin_count(ndim)`` spins and ``N`` colours.  The fused kernels and the
+clover term are those of 4D SU(3); any other field runs on the reference kernel.
+
 Kernels: every operation here is one call of the generalised hopping operation of
 :mod:`.kernels.base` (``out = alpha B chi + beta C H psi`` on a parity), done by the reference on the
 array module or by the fused kernels compiled from ``kernels/wilson.cuh`` (g++ on the CPU, NVRTC on
@@ -37,18 +43,19 @@ from ..backend import Backend
 from ..gauge import GaugeField
 from ..gauge.topology import clover_field_strength
 from ..groups.linalg import dagger
-from .gamma import GAMMA5, sigma
+from .gamma import gammas, sigma, spin_count
 from .kernels import make_hopping
 
-SPIN, COLOR = 4, 3
+SPIN, COLOR = 4, 3  # of 4D SU(3), the fused kernels' layout
 
 
 class WilsonDirac:
     """``D``, ``D^dag``, ``gamma_5``, the hopping term and its parity blocks on a decomposed lattice.
 
     Args:
-        U: the gauge field (its halo is refreshed here, collectively, when ``csw != 0``).
-        kappa: hopping parameter, ``kappa = 1 / (2 m0 + 8)``.
+        U: the gauge field (its halo is refreshed here, collectively, when ``csw != 0``): 4D
+            SU(3), or any group in 2D or 4D on the reference kernel (2D U(1): the Schwinger model).
+        kappa: hopping parameter, ``kappa = 1 / (2 m0 + 2 d)`` in ``d`` dimensions.
         csw: clover coefficient (0 for plain Wilson fermions).
         bc: phase per direction for hops across the global boundary (default ``+1`` in space,
             ``-1`` in time).
@@ -63,8 +70,14 @@ class WilsonDirac:
     def __init__(self, U: GaugeField, kappa: float, csw: float = 0.0, bc=None, kernel: str = "auto",
                  clover=None, recon: int = 18):
         lat = U.lattice
-        if U.N != COLOR or lat.ndim != 4:
-            raise ValueError("Wilson fermions are implemented for 4D SU(3) gauge fields")
+        if lat.ndim not in (2, 4):
+            raise ValueError(f"Wilson fermions are defined in 2 and 4 dimensions, not {lat.ndim}")
+        self.spin, self.color = spin_count(lat.ndim), U.N
+        #: whether the fused kernels (and the clover term) apply: 4D SU(3)
+        self.fused = (lat.ndim, U.N) == (4, COLOR)
+        if csw and not self.fused:
+            raise ValueError(f"the clover term is implemented for 4D SU(3), not a {lat.ndim}D "
+                             f"field with {U.N} colour(s): set csw = 0")
         self.gauge_field = U
         self.lattice, self.kappa, self.csw = lat, float(kappa), float(csw)
         self.backend = U.backend
@@ -76,7 +89,8 @@ class WilsonDirac:
         self.links = [xp.ascontiguousarray(U.U(mu)) for mu in range(lat.ndim)]
         self.upper_boundary = [o + L == D for o, L, D in zip(lat.origin, lat.local_dims, lat.dims)]
         self.lower_boundary = [o == 0 for o in lat.origin]
-        self._g5 = xp.asarray(np.diag(GAMMA5).real.reshape(SPIN, 1), dtype=U.backend.real)
+        self._g5 = xp.asarray(np.diag(gammas(lat.ndim)[1]).real.reshape(self.spin, 1),
+                              dtype=U.backend.real)
         if clover is not None:
             self.clover = xp.asarray(clover, dtype=self.dtype)
         else:
@@ -109,6 +123,8 @@ class WilsonDirac:
         """``recon=12`` rebuilds the third row from the first two: refuse links that are not SU(3)."""
         xp = self.xp
         tol = 1e-12 if self.backend.precision == "double" else 1e-5
+        if not self.fused:
+            raise ValueError("recon=12 is a storage of the fused kernels: 4D SU(3) links only")
         eye = xp.eye(COLOR, dtype=self.dtype)
         for mu, u in enumerate(self.links):
             third = xp.conj(xp.cross(u[..., 0, :], u[..., 1, :]))
@@ -119,7 +135,12 @@ class WilsonDirac:
 
     # -- fields ------------------------------------------------------------------------------
     def shape(self) -> tuple:
-        return self.lattice.shape(0) + (SPIN, COLOR)
+        return self.lattice.shape(0) + (self.spin, self.color)
+
+    @property
+    def site_shape(self) -> tuple:
+        """``(spins, colours)`` of a site of the spinor fields."""
+        return (self.spin, self.color)
 
     def zeros(self):
         return self.xp.zeros(self.shape(), dtype=self.dtype)

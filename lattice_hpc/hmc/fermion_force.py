@@ -65,11 +65,12 @@ from __future__ import annotations
 
 from itertools import combinations
 
-from ..fermions.gamma import EYE, GAMMA, sigma
+import numpy as np
+
+from ..fermions.gamma import gammas, sigma, spin_count
 from ..groups.linalg import dagger
 
 EVEN, ODD = 0, 1
-SPIN, COLOR = 4, 3
 
 
 def clover_coefficient(D) -> complex:
@@ -96,10 +97,13 @@ class DiracDerivative:
         self.pairs = []      # (coef, a, b): coef Re <a, dH b>
         self.Lam = None      # (6, *local, 3, 3): sum_p Re Tr[dF_p Lam_p], planes (0,1), (0,2), ...
         xp = self.xp
-        self.planes = list(combinations(range(self.lattice.ndim), 2))
-        self.sigma = [xp.asarray(sigma(mu, nu), dtype=self.dtype) for mu, nu in self.planes]
-        self.one_minus = [xp.asarray(EYE - GAMMA[mu], dtype=self.dtype) for mu in range(4)]
-        self.one_plus = [xp.asarray(EYE + GAMMA[mu], dtype=self.dtype) for mu in range(4)]
+        nd = self.lattice.ndim
+        self.spin, self.color = spin_count(nd), U.group.N
+        G, eye = gammas(nd)[0], np.eye(self.spin)
+        self.planes = list(combinations(range(nd), 2))
+        self.sigma = [xp.asarray(sigma(mu, nu, nd), dtype=self.dtype) for mu, nu in self.planes]
+        self.one_minus = [xp.asarray(eye - G[mu], dtype=self.dtype) for mu in range(nd)]
+        self.one_plus = [xp.asarray(eye + G[mu], dtype=self.dtype) for mu in range(nd)]
 
     # -- insertions --------------------------------------------------------------------------
     def add_hopping(self, coef: float, a, b) -> None:
@@ -109,7 +113,7 @@ class DiracDerivative:
 
     def _lam(self):
         if self.Lam is None:
-            self.Lam = self.xp.zeros((len(self.planes),) + self.lattice.shape(0) + (COLOR, COLOR),
+            self.Lam = self.xp.zeros((len(self.planes),) + self.lattice.shape(0) + (self.color,) * 2,
                                      dtype=self.dtype)
         return self.Lam
 
@@ -123,7 +127,8 @@ class DiracDerivative:
     def add_clover_trace(self, c: complex, blocks, mask=None) -> None:
         """Adds ``Re sum_x Tr[dA(x) S(x)]``, ``S`` chiral blocks ``(..., 2, 6, 6)``, on ``mask``."""
         Lam = self._lam()
-        S = blocks.reshape(blocks.shape[:-3] + (2, 2, COLOR, 2, COLOR))  # [b, a', j, a, i]
+        C = self.color  # clover blocks exist for 4D SU(3) only
+        S = blocks.reshape(blocks.shape[:-3] + (2, 2, C, 2, C))  # [b, a', j, a, i]
         if mask is not None:
             S = S * mask[..., None, None, None, None, None]
         for p, (mu, nu) in enumerate(self.planes):
@@ -168,7 +173,7 @@ class DiracDerivative:
             return None
         lat, xp = self.lattice, self.xp
         n = len(self.pairs)
-        padded = xp.zeros((2 * n,) + lat.shape(1) + (SPIN, COLOR), dtype=self.dtype)
+        padded = xp.zeros((2 * n,) + lat.shape(1) + (self.spin, self.color), dtype=self.dtype)
         inner = lat.view(padded, 1, None, lead=1)
         for i, (_, a, b) in enumerate(self.pairs):
             inner[2 * i] = a
@@ -189,7 +194,7 @@ class DiracDerivative:
         if self.Lam is None:
             return None
         lat, xp = self.lattice, self.xp
-        G = xp.zeros((len(self.planes),) + lat.shape(1) + (COLOR, COLOR), dtype=self.dtype)
+        G = xp.zeros((len(self.planes),) + lat.shape(1) + (self.color,) * 2, dtype=self.dtype)
         lat.view(G, 1, None, lead=1)[...] = (self.Lam - dagger(self.Lam)) / 8.0
         lat.halo(1, 2).exchange(G, lead=1)  # collective
         return G
@@ -202,7 +207,7 @@ class DiracDerivative:
         out = []
         for mu in range(lat.ndim):
             u = U.U(mu)
-            M = xp.zeros(lat.shape(0) + (COLOR, COLOR), dtype=self.dtype)
+            M = xp.zeros(lat.shape(0) + (self.color,) * 2, dtype=self.dtype)
             if hop is not None:
                 O, Q = hop[mu]
                 M += u @ O - Q @ dagger(u)
@@ -245,7 +250,7 @@ class DiracDerivative:
         return u @ up - down @ dagger(u)
 
     def force(self):
-        """Collective: ``F = P_TA(M)``, shape ``(ndim, *local, 3, 3)``."""
+        """Collective: ``F = P_TA(M)``, shape ``(ndim, *local, N, N)`` (for U(1): ``i Im M``)."""
         group = self.U.group
         return self.xp.stack([group.project_algebra(M) for M in self.matrices()])
 

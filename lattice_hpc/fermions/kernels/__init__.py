@@ -6,7 +6,9 @@
 - :mod:`.source`    -- the source with its prelude (precision, gamma tables from :mod:`..gamma`).
 
 ``kernel="auto"`` (or ``$LATTICE_HPC_KERNEL``) picks ``cuda`` on CuPy, ``compiled`` on NumPy, and
-falls back to ``reference`` with a warning when no C++ compiler works.
+falls back to ``reference`` with a warning when no C++ compiler works.  The fused kernels are
+written for 4D SU(3); other fields (the 2D Schwinger model) always use the reference, which runs
+on either array module.
 """
 
 from __future__ import annotations
@@ -22,6 +24,13 @@ KERNELS = ("auto", "reference", "compiled", "cuda")
 
 def make_hopping(op, kernel: str = "auto") -> Hopping:
     """The hopping implementation ``kernel`` for operator ``op``."""
+    if kernel not in KERNELS:
+        raise BackendError(f"unknown kernel {kernel!r}: use one of {', '.join(KERNELS)}")
+    if not getattr(op, "fused", True):  # the switch chooses among the 4D SU(3) kernels only
+        if kernel in ("auto", "reference"):
+            return ReferenceHopping(op)
+        raise BackendError(f"the {kernel} kernels are written for 4D SU(3) fields; this operator "
+                           f"({op.lattice.ndim}D, {op.color} colour(s)) runs on kernel='reference'")
     if kernel == "auto":
         kernel = switches.get("LATTICE_HPC_KERNEL")
     if kernel not in KERNELS:

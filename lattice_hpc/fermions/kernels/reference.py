@@ -15,8 +15,6 @@ from ...groups.linalg import dagger as _dagger
 from ..gamma import projector
 from .base import Hopping, apply_blocks
 
-SPIN, COLOR = 4, 3
-
 
 def _sl(ax: int, sl) -> tuple:
     """Index selecting ``sl`` along memory axis ``ax``."""
@@ -36,7 +34,7 @@ class ReferenceHopping(Hopping):
         xp, lat = self.xp, self.lattice
         self.links = op.links
         self.links_dag = [xp.ascontiguousarray(_dagger(u)) for u in op.links]
-        self.proj = {(mu, s): tuple(xp.asarray(m, dtype=op.dtype) for m in projector(mu, s))
+        self.proj = {(mu, s): tuple(xp.asarray(m, dtype=op.dtype) for m in projector(mu, s, lat.ndim))
                      for mu in range(lat.ndim) for s in (1, -1)}
 
     def _axis(self, mu):
