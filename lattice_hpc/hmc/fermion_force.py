@@ -249,6 +249,24 @@ class DiracDerivative:
             down = down + sign * down_nu
         return u @ up - down @ dagger(u)
 
+    def link_gradient(self):
+        """Collective: the gradient ``g_mu(x)`` of the hopping insertions with respect to the links
+        taken as unconstrained complex matrices, in PyTorch's convention for a real function of
+        complex inputs: ``d (sum of insertions) = sum_{x, mu} Re Tr[g_mu(x)^dag dU_mu(x)]``.
+
+        The insertions are linear in ``U`` (forward hops) and in ``U^dag`` (backward hops):
+        ``d Re <a, H b> = Re Tr(dU O) + Re Tr(dU^dag Q)`` (the module docstring's ``O``, ``Q``),
+        so ``g = O^dag + Q``.  On the group, ``dU = X U`` gives back :meth:`matrices`.  Shape
+        ``(ndim, *local, N, N)``; hopping insertions only (no clover term)."""
+        if self.Lam is not None:
+            raise NotImplementedError("link_gradient covers the hopping term; the clover term's "
+                                      "gradient is available as a force (force())")
+        xp, lat = self.xp, self.lattice
+        hop = self._hopping_matrices()
+        if hop is None:
+            return xp.zeros((lat.ndim,) + lat.shape(0) + (self.color,) * 2, dtype=self.dtype)
+        return xp.stack([dagger(O) + Q for O, Q in hop])
+
     def force(self):
         """Collective: ``F = P_TA(M)``, shape ``(ndim, *local, N, N)`` (for U(1): ``i Im M``)."""
         group = self.U.group
