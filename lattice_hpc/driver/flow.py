@@ -53,6 +53,14 @@ Keys (beyond :data:`.config.COMMON`), defaults in brackets::
              every N proposals one heatbath sweep and ``overrelax`` [0] overrelaxation sweeps of
              the chain's field; 0: flow proposals only)
 
+    [fermions] flavours [0] (2: two degenerate Wilson flavours, 2D U1 -- the Schwinger model --
+             or 4D SU3), kappa, determinant ["exact"] (exact | pseudofermion | stochastic: how
+             det(D^dag D) enters the training loss and the chain, :mod:`lattice_hpc.flows.
+             determinant`), proposal_kappa [0.0] and proposal_scale [1.0] (the free operator
+             and the scale of the pseudofermion proposals; 0: kappa), tol [1e-12] (CG).  Records then carry ``log_w_fermion``
+             (the fermion part of the proposal's log-weight; for ``stochastic`` the log of the
+             estimated determinant ratio), and the summary its variance and that of ``log_w``.
+
 ``update.*`` keys do not apply (except ``update.start``, the field checkpointed before the first
 proposal).  The flow runs on the backend's device (``backend.name = "cupy"`` puts it on CUDA); it
 samples in ``backend.precision`` and trains in ``train.precision``; the Metropolis step is always
@@ -97,12 +105,19 @@ class FlowJob(JobType):
                    "every": Key(1, int, ">=1"), "batch": Key(64, int, ">=1"),
                    "seed": Key(2, int, ">=0"), "heatbath_every": Key(0, int, ">=0"),
                    "overrelax": Key(0, int, ">=0")},
+        "fermions": {"flavours": Key(0, int, (0, 2)), "kappa": Key(0.0, float, ">=0"),
+                     "determinant": Key("exact", str, ("exact", "pseudofermion", "stochastic")),
+                     "proposal_kappa": Key(0.0, float, ">=0"),
+                     "proposal_scale": Key(1.0, float, ">0"), "tol": Key(1e-12, float, "(0,1)")},
     }
     chain_keys = {"flow": ARCH + ("model", "resize"),
                   "train": ("steps", "batch", "lr", "warmup", "halflife", "clip", "seed", "precision"),
-                  "sample": ("thermalize", "every", "seed", "heatbath_every", "overrelax")}
-    observables = ("accepted", "log_w", "plaquette", "plaquette_spatial", "plaquette_temporal",
-                   "topological_charge", "topological_charge_sq")
+                  "sample": ("thermalize", "every", "seed", "heatbath_every", "overrelax"),
+                  "fermions": ("flavours", "kappa", "determinant", "proposal_kappa",
+                               "proposal_scale", "tol")}
+    observables = ("accepted", "log_w", "log_w_fermion", "plaquette",
+                   "plaquette_spatial", "plaquette_temporal", "topological_charge",
+                   "topological_charge_sq")
 
     @classmethod
     def check(cls, cfg: dict, source: str) -> None:
@@ -124,6 +139,18 @@ class FlowJob(JobType):
         if not all(isinstance(h, int) and not isinstance(h, bool) and h >= 1 for h in f["hidden"]):
             raise ConfigError(f"{source}: flow.hidden = {f['hidden']!r} must be a list of positive "
                               "integers (channels of the hidden convolutions)")
+        fe = cfg["fermions"]
+        if fe["flavours"]:
+            if (group, nd) not in (("U1", 2), ("SU3", 4)):
+                raise ConfigError(f"{source}: fermions.flavours = {fe['flavours']} needs a 2D U1 "
+                                  f"lattice (the Schwinger model) or a 4D SU3 one, got {group} in {nd}D")
+            kmax = 0.5 if nd == 2 else 0.25
+            if not 0 < fe["kappa"] < kmax:
+                raise ConfigError(f"{source}: fermions.kappa = {fe['kappa']} must be in (0, {kmax})")
+            if cfg["sample"]["heatbath_every"]:
+                raise ConfigError(f"{source}: sample.heatbath_every = {cfg['sample']['heatbath_every']}"
+                                  ": the heatbath is that of the pure gauge action; with "
+                                  "fermions.flavours = 2 the chain takes flow proposals only")
         try:
             check_tiling(cfg["lattice"]["dims"], layer_masks(nd, f["layers"], f["masks"]))
         except ConfigError as exc:
@@ -185,9 +212,23 @@ class FlowJob(JobType):
         cross = world.split(domain.rank, world.rank) if replicas > 1 else self_comm()
         self.par = Parallel(world, domain, cross, world.rank // domain.size, replicas)
         t = cfg["train"]
-        self.trainer = Trainer(self.flow, self.group, self.beta, CounterRNG(t["seed"]), self.par,
-                               t["batch"], t["lr"], t["warmup"], t["halflife"], t["clip"])
         self.metro = IndependenceMetropolis(CounterRNG(cfg["sample"]["seed"]))
+        self.fermion = None
+        fe = cfg["fermions"]
+        if fe["flavours"]:
+            from ..flows.determinant import FermionDeterminant
+
+            if fe["determinant"] == "stochastic" and replicas > 1:
+                raise ConfigError("fermions.determinant = 'stochastic' runs on one replica of "
+                                  "the process grid (its Gibbs step needs every proposal on every "
+                                  f"rank); lattice.grid = {cfg['lattice']['grid']} asks for {replicas}")
+            self.fermion = FermionDeterminant(self.lattice, self.group, fe["kappa"], fe["determinant"],
+                                              self.metro.rng, CounterRNG(t["seed"]), None,
+                                              fe["proposal_kappa"], fe["tol"], fe["proposal_scale"])
+        self.trainer = Trainer(self.flow, self.group, self.beta, CounterRNG(t["seed"]), self.par,
+                               t["batch"], t["lr"], t["warmup"], t["halflife"], t["clip"],
+                               self.fermion)
+        self.log_w_gauge = None  # stochastic route: the current field's log w without phi
         self.train_steps = t["steps"]
         self.history: dict[str, list] = {k: [] for k in ("loss", "ess", "acceptance_estimate",
                                                          "grad_norm", "lr", "seconds")}
@@ -216,6 +257,8 @@ class FlowJob(JobType):
                 self.history[k] = [float(v) for v in ckpt.arrays[f"history:{k}"]]
         if len(self.history["loss"]) >= self.train_steps:
             self._to_sampling()
+        if st.get("log_w_gauge") is not None:
+            self.log_w_gauge = float(st["log_w_gauge"])
         if st.get("log_w") is not None:
             self.metro.log_w = float(st["log_w"])
             self.current_obs = dict(st["current"])
@@ -351,12 +394,28 @@ class FlowJob(JobType):
                                 range(j * B + share.start, j * B + share.stop))
                 U, log_q = self.flow.sample(z)
             lw, obs = weigh(self.fl, self.group, U, log_q, self.beta)
+            diag = {}
+            if self.fermion is not None:
+                lwf = self.fermion.proposal_terms(U, j * B + share.start)
+                lw = lw + lwf
+                diag = {"log_w_fermion": lwf}
             lw = faults.value("flow-log-weight", par.gather(lw))
             obs = {k: par.gather(v) for k, v in obs.items()}
-            self._batch = (j, (U, lw, obs))
-        U, lw, obs = self._batch[1]
+            diag = {k: par.gather(v) for k, v in diag.items()}
+            self._batch = (j, (U, lw, obs, diag))
+        U, lw, obs, diag = self._batch[1]
         k = i - j * B
-        accepted = self.metro.step(i, float(lw[k]))
+        lw_k = float(lw[k])
+        extra = {name: float(v[k]) for name, v in diag.items()}
+        gibbs = self.fermion is not None and self.fermion.treatment == "stochastic"
+        if gibbs and self.metro.log_w is not None:  # phi | current field, then U' | phi
+            cur_f, new_f = self.fermion.ratio_terms(self.current, U[k], i)
+            self.metro.log_w = self.log_w_gauge + cur_f
+            extra["log_w_fermion"] = new_f - cur_f  # log r, the estimated det ratio
+            lw_k = lw_k + new_f
+        accepted = self.metro.step(i, lw_k)
+        if accepted and gibbs:
+            self.log_w_gauge = float(lw[k])
         if accepted:
             n_share = B // par.replicas
             owner, local = divmod(k, n_share)
@@ -368,10 +427,10 @@ class FlowJob(JobType):
                 mine = U[local].clone() if owner == par.replica else torch.empty_like(U[0])
                 self.current = broadcast_tensor(mine, par.cross, root=owner)
             self.current_obs = {name: float(v[k]) for name, v in obs.items()}
-        self._last = {"accepted": accepted, "log_w": float(lw[k])}
+        self._last = {"accepted": accepted, "log_w": lw_k}
         if m is None:
             return None
-        return {"step": n, "proposal": i, "accepted": bool(accepted), "log_w": float(lw[k]),
+        return {"step": n, "proposal": i, "accepted": bool(accepted), "log_w": lw_k, **extra,
                 "seconds": round(time.perf_counter() - self.t0, 4), **self.current_obs}
 
     # -- checkpointed state -------------------------------------------------------------------------
@@ -379,7 +438,7 @@ class FlowJob(JobType):
         if len(self.history["loss"]) and self.current is None:
             self._write_history()
         return {"log_w": self.metro.log_w, "current": self.current_obs,
-                "trained": len(self.history["loss"])}
+                "trained": len(self.history["loss"]), "log_w_gauge": self.log_w_gauge}
 
     def arrays(self) -> dict:
         out = self.trainer.arrays()
@@ -392,13 +451,18 @@ class FlowJob(JobType):
         out = {}
         if len(lw) >= 2:
             out["ess"] = ess_and_error(lw)
-        if self.group.N == 1 and self.lattice.ndim == 2 and len(lw) >= 2:
+        pure_gauge = self.fermion is None
+        lwf = np.array([r["log_w_fermion"] for r in records if "log_w_fermion" in r])
+        if len(lwf) >= 2:  # the fermion factor's share of the weights' spread
+            out["log_w_fermion_var"] = float(lwf.var(ddof=1))
+            out["log_w_var"] = float(lw.var(ddof=1))
+        if pure_gauge and self.group.N == 1 and self.lattice.ndim == 2 and len(lw) >= 2:
             out["exact"] = exact_comparison(records, self.beta, self.lattice.volume)
         if self.history["loss"]:
             tail = self.history["loss"][-min(50, len(self.history["loss"])):]
             out["train_loss_last"] = float(np.mean(tail))
             out["train_steps_done"] = len(self.history["loss"])
-            if self.group.N == 1 and self.lattice.ndim == 2:  # exact KL(q || p) = loss + ln Z
+            if pure_gauge and self.group.N == 1 and self.lattice.ndim == 2:  # KL = loss + ln Z
                 from ..gauge.exact_u1 import log_partition
 
                 out["train_kl_last"] = out["train_loss_last"] + log_partition(

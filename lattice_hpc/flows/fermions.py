@@ -120,7 +120,7 @@ class _PseudofermionFunction(torch.autograd.Function):
             res = _normal_solve(M, phi[b], tol, maxiter, f"pseudofermion action, sample {b}")
             out.append(inner(lattice, phi[b], res.x).real)  # collective
             saved.append((D, res.x))
-        ctx.saved = saved
+        ctx.saved, ctx.dtype = saved, U.dtype
         return torch.tensor(out, dtype=torch.float64, device=U.device)
 
     @staticmethod
@@ -135,7 +135,7 @@ class _PseudofermionFunction(torch.autograd.Function):
             grads.append(dd.link_gradient())  # collective
         g = torch.stack([_to_tensor(a, grad) for a in grads])
         ctx.saved = None
-        return (g.to(grad.device),) + (None,) * 7
+        return (g.to(grad.device, ctx.dtype),) + (None,) * 7
 
 
 def pseudofermion_action(lattice, group, U, phi, kappa: float, bc=None, tol: float = 1e-12,
@@ -156,17 +156,23 @@ def pseudofermion_action(lattice, group, U, phi, kappa: float, bc=None, tol: flo
                                         None if bc is None else tuple(bc), float(tol), int(maxiter))
 
 
-def draw_pseudofermion(lattice, group, U, kappa: float, rng, purpose, bc=None):
+def draw_pseudofermion(lattice, group, U, kappa: float, rng, purpose, bc=None, samples=None,
+                       with_eta: bool = False):
     """Collective: ``phi = M^dag eta`` per sample, ``eta`` complex Gaussian with
-    ``P ~ exp(-eta^dag eta)`` on the even sites from the counter ``purpose + (b,)`` (the same
-    field on every process grid): the exact heatbath of ``exp(-S_pf)`` given ``U``."""
+    ``P ~ exp(-eta^dag eta)`` on the even sites from the counter ``purpose + (b,)``, ``b`` the
+    sample's global index (``samples``; default ``0 .. B-1``), so the same field on every process
+    grid and replica: the exact heatbath of ``exp(-S_pf)`` given ``U``.  ``with_eta``: return
+    ``(phi, eta^dag eta)`` pairs (the action right after the draw)."""
     from ..hmc.pseudofermions import gaussian_source
 
+    fields = _fields(lattice, group, complex_links(group, U).detach())
+    samples = range(len(fields)) if samples is None else samples
     out = []
-    for b, field in enumerate(_fields(lattice, group, complex_links(group, U).detach())):
+    for b, field in zip(samples, fields, strict=True):
         D = WilsonDirac(field, kappa, 0.0, bc)
-        eta = gaussian_source(lattice, rng, tuple(purpose) + (b,), field.backend)
-        out.append(SchurOperator(D).apply_dagger(eta))
+        eta = gaussian_source(lattice, rng, tuple(purpose) + (int(b),), field.backend)
+        phi = SchurOperator(D).apply_dagger(eta)
+        out.append((phi, inner(lattice, eta, eta).real) if with_eta else phi)
     return out
 
 
@@ -248,7 +254,7 @@ class _LogdetFunction(torch.autograd.Function):
             _, ld = np.linalg.slogdet(Md)
             out.append(-2.0 * float(ld))
             saved.append((D, Md))
-        ctx.saved, ctx.chunk = saved, chunk
+        ctx.saved, ctx.chunk, ctx.dtype = saved, chunk, U.dtype
         return torch.tensor(out, dtype=torch.float64, device=U.device)
 
     @staticmethod
@@ -270,7 +276,8 @@ class _LogdetFunction(torch.autograd.Function):
                 total = g if total is None else total + g
             grads.append(total)
         ctx.saved = None
-        return (torch.stack([_to_tensor(a, grad) for a in grads]).to(grad.device),) + (None,) * 5
+        return (torch.stack([_to_tensor(a, grad) for a in grads]).to(grad.device, ctx.dtype),) \
+            + (None,) * 5
 
 
 def logdet_action(lattice, group, U, kappa: float, bc=None, chunk: int = 64):

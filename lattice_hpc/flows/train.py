@@ -5,6 +5,8 @@ Loss (Albergo, Kanwar, Shanahan arXiv 1904.12072; CONVENTIONS.md):
     L = E_{z ~ r} [ log q(f(z)) + S(f(z)) ]  =  KL(q || p) - log Z,
 
 estimated on a batch of ``B`` prior samples and minimised with Adam (Kingma and Ba, 1412.6980).
+With dynamical fermions ``S`` includes the fermion term of :mod:`.determinant` (exact
+``-log det(D^dag D)``, or a pseudofermion action whose gradient has that expectation).
 Learning rate ``lr_k = lr * min(1, (k + 1) / warmup) * 2^(-k / halflife)`` (``halflife = 0``:
 constant after the warm-up), so that extending a training run does not change its past.  The
 gradient norm is clipped to ``clip`` (0: no clipping).
@@ -105,8 +107,11 @@ class Trainer:
     """Adam on the reverse KL loss of ``flow`` for the action ``beta`` of ``group``."""
 
     def __init__(self, flow, group, beta: float, rng, par: Parallel, batch: int, lr: float,
-                 warmup: int = 0, halflife: float = 0.0, clip: float = 0.0):
+                 warmup: int = 0, halflife: float = 0.0, clip: float = 0.0, fermion=None):
         self.flow, self.group, self.beta, self.rng, self.par = flow, group, beta, rng, par
+        #: a :class:`~lattice_hpc.flows.determinant.FermionDeterminant` (its training term is
+        #: added to the global gauge action), or None for pure gauge
+        self.fermion = fermion
         self.batch, self.lr, self.warmup, self.halflife, self.clip = batch, lr, warmup, halflife, clip
         self.params = [p for p in flow.parameters()]
         self.optimizer = torch.optim.Adam(self.params, lr=lr)
@@ -125,6 +130,8 @@ class Trainer:
         U, log_q = self.flow.sample(z)
         log_q = faults.value("flow-loss", log_q)
         S = sum_over_ranks(action_local(fl, self.group, U, self.beta), fl.comm)
+        if self.fermion is not None:  # global per sample already (collective solves)
+            S = S + self.fermion.train_term(U, k, self.samples).to(S.device)
         local = (log_q + S).sum() / self.batch
         self.optimizer.zero_grad(set_to_none=False)
         local.backward()

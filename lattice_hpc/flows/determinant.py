@@ -1,0 +1,142 @@
+"""The two-flavour fermion determinant in the flow's training loss and in its Metropolis chain,
+three exact ways (issue 14; ``[fermions] determinant = ...`` of a flow job).
+
+Target: ``p(U) = exp(-S_g(U)) det(D^dag D) / Z`` (two degenerate Wilson flavours; ``M = D_hat``
+the even/odd Schur complement, ``det(D^dag D) = det(M^dag M)``), proposal ``U' = f(z)`` with
+density ``q``.  Each treatment defines the chain's log-weights and a training term whose
+gradient is that of ``-log det(D^dag D)`` (exactly or in expectation), added to the gauge action
+in the reverse-KL loss (:mod:`.train`).
+
+``exact`` (small volumes)
+    ``log w(U) = -S_g - log q + log det(M^dag M)`` from a dense LU (:func:`.fermions.logdet_action`);
+    training adds ``S_det = -log det(M^dag M)`` exactly, differentiably.
+``pseudofermion`` (independence Metropolis on the joint target, Abbott et al. arXiv 2207.08945)
+    The joint target ``p(U, phi) ~ exp(-S_g(U) - phi^dag (M^dag M)^{-1} phi)`` has the marginal
+    ``p(U)`` (the Gaussian integral is ``pi^n det(M^dag M)``).  The flow proposes ``U'`` and,
+    given it, a pseudofermion ``phi' = s M_0^dag eta`` (``eta`` complex Gaussian, counter
+    ``("flow-pf", i)``), ``M_0`` the free-field Schur operator at ``fermions.proposal_kappa``
+    (default ``kappa``), ``s`` = ``fermions.proposal_scale``: a conditional density
+    ``q(phi' | U') ~ exp(-eta^dag eta)`` that is tractable (the Jacobian ``s^{2n} det(M_0^dag
+    M_0)`` is a constant and cancels).  The weights have a finite variance only if every
+    eigenvalue of ``s^2 M_0 (M^dag M)^{-1} M_0^dag`` exceeds 1/2, which the free operator does
+    not guarantee: the records' ``log_w_fermion`` variance shows how far from it a run is.  The pair is accepted with the joint
+    weights, ``log w = -S_g(U') - log q(U') - phi'^dag (M'^dag M')^{-1} phi' + eta^dag eta``:
+    one solve per proposal, an independence chain on ``(U, phi)`` whose ``U`` marginal is
+    ``p(U)``.  (A learned conditional ``q(phi | U)`` replaces ``M_0`` in a later step.)
+    Training adds ``S_pf(U, phi)`` with ``phi`` the heatbath at ``U`` held fixed:
+    ``E_phi[grad S_pf] = -grad log det(M^dag M)`` (the HMC pseudofermion force), an unbiased
+    gradient of the marginal KL.
+``stochastic`` (an unbiased estimate of the determinant ratio in the accept step)
+    Before proposal ``i`` the pseudofermion is drawn at the chain's *current* field,
+    ``phi = M(U)^dag eta`` (counter ``("flow-sr", i)``), and
+    ``r = exp(-phi^dag (M'^dag M')^{-1} phi + eta^dag eta)`` has
+    ``E_eta[r] = det(M'^dag M') / det(M^dag M)``; the proposal is accepted with
+    ``min(1, r w_g(U') / w_g(U))``, ``log w_g = -S_g - log q``.  Exact: it is Metropolis within
+    Gibbs on ``p(U, phi)`` (the heatbath of ``phi | U``, then an independence step of
+    ``U | phi``).  One solve per proposal; the records carry ``log r`` (``log_w_fermion``), whose
+    mean and variance over the chain the summary reports.  Training as for ``pseudofermion``.
+
+All three are exact; they differ in cost and in the variance of the weights, which the records
+show (``log_w`` and ``log_w_fermion``).  Collective: every rank calls every method together.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..errors import ConfigError
+from ..fermions import SchurOperator, WilsonDirac, inner
+from ..hmc.pseudofermions import gaussian_source
+from .fermions import draw_pseudofermion, logdet_action, pseudofermion_action
+
+TREATMENTS = ("exact", "pseudofermion", "stochastic")
+
+
+class FermionDeterminant:
+    """Two Wilson flavours at ``kappa`` in a flow job, by ``treatment`` (module docstring).
+
+    Args:
+        lattice, group: of the flow's block.
+        kappa, bc: the Wilson operator.
+        treatment: ``exact``, ``pseudofermion`` or ``stochastic``.
+        rng: the sampling phase's :class:`~lattice_hpc.rng.CounterRNG` (pseudofermions of the
+            chain); training draws from ``train_rng``.
+        proposal_kappa: ``kappa`` of the free operator ``M_0`` of the ``pseudofermion``
+            proposals (0: ``kappa``).
+        proposal_scale: ``s`` in ``phi' = s M_0^dag eta`` (its Jacobian is a constant).
+        tol: relative residual of the CG solves.
+    """
+
+    def __init__(self, lattice, group, kappa: float, treatment: str, rng, train_rng, bc=None,
+                 proposal_kappa: float = 0.0, tol: float = 1e-12, proposal_scale: float = 1.0):
+        if treatment not in TREATMENTS:
+            raise ConfigError(f"fermions.determinant = {treatment!r}: use one of {', '.join(TREATMENTS)}")
+        self.lattice, self.group, self.kappa, self.treatment = lattice, group, float(kappa), treatment
+        self.rng, self.train_rng, self.bc, self.tol = rng, train_rng, bc, float(tol)
+        self.proposal_kappa = float(proposal_kappa) or self.kappa
+        self.proposal_scale = float(proposal_scale)
+        self._free = None
+
+    # -- training ------------------------------------------------------------------------------
+    def train_term(self, U, step: int, samples) -> torch.Tensor:
+        """Collective, differentiable: the per-sample term ``(B,)`` added to the global gauge
+        action in the loss of training step ``step`` (``samples``: the global sample indices)."""
+        if self.treatment == "exact":
+            return logdet_action(self.lattice, self.group, U, self.kappa, self.bc)
+        phi = draw_pseudofermion(self.lattice, self.group, U.detach(), self.kappa, self.train_rng,
+                                 ("flow-train-pf", int(step)), self.bc, samples)
+        return pseudofermion_action(self.lattice, self.group, U, phi, self.kappa, self.bc, self.tol)
+
+    # -- sampling --------------------------------------------------------------------------------
+    def proposal_terms(self, U, first: int) -> np.ndarray:
+        """Collective: the fermion part of the log-weights of a batch of proposals (numbered
+        ``first, first + 1, ...``) that does not depend on the chain's state, ``(B,)`` float64
+        (``stochastic``: zeros; its part needs the current field, :meth:`ratio_terms`)."""
+        B = U.shape[0]
+        if self.treatment == "stochastic":
+            return np.zeros(B)
+        U64 = U.detach().to(_double(U))
+        with torch.no_grad():
+            if self.treatment == "exact":
+                return -logdet_action(self.lattice, self.group, U64, self.kappa, self.bc).cpu().numpy()
+            phis, eta2 = [], []
+            for b in range(B):
+                phi, e2 = self._free_pseudofermion(first + b)
+                phis.append(phi)
+                eta2.append(e2)
+            S = pseudofermion_action(self.lattice, self.group, U64, phis, self.kappa, self.bc,
+                                     self.tol).cpu().numpy()
+        return -S + np.array(eta2)
+
+    def _free_pseudofermion(self, i: int):
+        """``(phi = M_0^dag eta, eta^dag eta)`` of proposal ``i`` (collective)."""
+        from ..backend import Backend
+        from ..gauge import GaugeField
+
+        if self._free is None:
+            cold = GaugeField.cold(self.lattice, self.group, Backend("numpy", "double"))
+            cold.refresh()
+            self._free = SchurOperator(WilsonDirac(cold, self.proposal_kappa, 0.0, self.bc))
+        eta = gaussian_source(self.lattice, self.rng, ("flow-pf", int(i)), self._free.D.backend)
+        return self.proposal_scale * self._free.apply_dagger(eta), inner(self.lattice, eta, eta).real
+
+    def ratio_terms(self, current, proposal, i: int) -> tuple[float, float]:
+        """Collective (``stochastic``): draw ``phi = M(current)^dag eta`` for proposal ``i`` and
+        return ``(-eta^dag eta, -S_pf(proposal, phi))``, the fermion parts of the current
+        field's and of the proposal's log-weights given ``phi`` (single fields, float64); their
+        difference is ``log r``."""
+        cur = current.unsqueeze(0).to(_double(current))
+        (phi, eta2), = draw_pseudofermion(self.lattice, self.group, cur, self.kappa, self.rng,
+                                          ("flow-sr",), self.bc, [int(i)], with_eta=True)
+        with torch.no_grad():
+            S = pseudofermion_action(self.lattice, self.group, proposal.unsqueeze(0).to(_double(proposal)),
+                                     [phi], self.kappa, self.bc, self.tol)
+        return -float(eta2), -float(S[0])
+
+
+def _double(t: torch.Tensor):
+    return torch.complex128 if t.is_complex() else torch.float64
+
+
+__all__ = ["FermionDeterminant", "TREATMENTS"]
