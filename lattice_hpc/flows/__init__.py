@@ -14,6 +14,9 @@ for its halos and sums):
 - :mod:`.prior` -- Haar prior from the counter-based generator (grid-independent samples);
 - :mod:`.model` -- :class:`GaugeFlow`, the stack of layers and its densities;
 - :mod:`.modelfile` -- model files (HDF5 datasets and attributes, no pickle);
+- :mod:`.fermions` -- fermion actions of torch link tensors as autograd functions over the
+  project's Dirac operator, solvers and fermion force (pseudofermion action, exact log det);
+- :mod:`.determinant` -- the two-flavour determinant in the loss and the chain, three ways;
 - :mod:`.train` -- reverse Kullback-Leibler self-training, data and domain parallel;
 - :mod:`.mcmc` -- independence Metropolis-Hastings with the flow as proposal.
 
