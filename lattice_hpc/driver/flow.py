@@ -56,8 +56,9 @@ Keys (beyond :data:`.config.COMMON`), defaults in brackets::
     [fermions] flavours [0] (2: two degenerate Wilson flavours, 2D U1 -- the Schwinger model --
              or 4D SU3), kappa, determinant ["exact"] (exact | pseudofermion | stochastic: how
              det(D^dag D) enters the training loss and the chain, :mod:`lattice_hpc.flows.
-             determinant`), proposal_kappa [0.0] and proposal_scale [1.0] (the free operator
-             and the scale of the pseudofermion proposals; 0: kappa), tol [1e-12] (CG).  Records then carry ``log_w_fermion``
+             determinant`), proposal ["triangular"] (triangular | free: the operator M_0 of the
+             pseudofermion proposals phi = s M_0^dag eta), proposal_kappa [0.0] (of free; 0:
+             kappa), proposal_scale [1.0] (s), tol [1e-12] (CG).  Records then carry ``log_w_fermion``
              (the fermion part of the proposal's log-weight; for ``stochastic`` the log of the
              estimated determinant ratio), and the summary its variance and that of ``log_w``.
 
@@ -107,13 +108,14 @@ class FlowJob(JobType):
                    "overrelax": Key(0, int, ">=0")},
         "fermions": {"flavours": Key(0, int, (0, 2)), "kappa": Key(0.0, float, ">=0"),
                      "determinant": Key("exact", str, ("exact", "pseudofermion", "stochastic")),
+                     "proposal": Key("triangular", str, ("triangular", "free")),
                      "proposal_kappa": Key(0.0, float, ">=0"),
                      "proposal_scale": Key(1.0, float, ">0"), "tol": Key(1e-12, float, "(0,1)")},
     }
     chain_keys = {"flow": ARCH + ("model", "resize"),
                   "train": ("steps", "batch", "lr", "warmup", "halflife", "clip", "seed", "precision"),
                   "sample": ("thermalize", "every", "seed", "heatbath_every", "overrelax"),
-                  "fermions": ("flavours", "kappa", "determinant", "proposal_kappa",
+                  "fermions": ("flavours", "kappa", "determinant", "proposal", "proposal_kappa",
                                "proposal_scale", "tol")}
     observables = ("accepted", "log_w", "log_w_fermion", "plaquette",
                    "plaquette_spatial", "plaquette_temporal", "topological_charge",
@@ -224,7 +226,8 @@ class FlowJob(JobType):
                                   f"rank); lattice.grid = {cfg['lattice']['grid']} asks for {replicas}")
             self.fermion = FermionDeterminant(self.lattice, self.group, fe["kappa"], fe["determinant"],
                                               self.metro.rng, CounterRNG(t["seed"]), None,
-                                              fe["proposal_kappa"], fe["tol"], fe["proposal_scale"])
+                                              fe["proposal_kappa"], fe["tol"], fe["proposal_scale"],
+                                              fe["proposal"])
         self.trainer = Trainer(self.flow, self.group, self.beta, CounterRNG(t["seed"]), self.par,
                                t["batch"], t["lr"], t["warmup"], t["halflife"], t["clip"],
                                self.fermion)

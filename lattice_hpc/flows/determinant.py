@@ -13,16 +13,21 @@ in the reverse-KL loss (:mod:`.train`).
 ``pseudofermion`` (independence Metropolis on the joint target, Abbott et al. arXiv 2207.08945)
     The joint target ``p(U, phi) ~ exp(-S_g(U) - phi^dag (M^dag M)^{-1} phi)`` has the marginal
     ``p(U)`` (the Gaussian integral is ``pi^n det(M^dag M)``).  The flow proposes ``U'`` and,
-    given it, a pseudofermion ``phi' = s M_0^dag eta`` (``eta`` complex Gaussian, counter
-    ``("flow-pf", i)``), ``M_0`` the free-field Schur operator at ``fermions.proposal_kappa``
-    (default ``kappa``), ``s`` = ``fermions.proposal_scale``: a conditional density
-    ``q(phi' | U') ~ exp(-eta^dag eta)`` that is tractable (the Jacobian ``s^{2n} det(M_0^dag
-    M_0)`` is a constant and cancels).  The weights have a finite variance only if every
-    eigenvalue of ``s^2 M_0 (M^dag M)^{-1} M_0^dag`` exceeds 1/2, which the free operator does
-    not guarantee: the records' ``log_w_fermion`` variance shows how far from it a run is.  The pair is accepted with the joint
-    weights, ``log w = -S_g(U') - log q(U') - phi'^dag (M'^dag M')^{-1} phi' + eta^dag eta``:
-    one solve per proposal, an independence chain on ``(U, phi)`` whose ``U`` marginal is
-    ``p(U)``.  (A learned conditional ``q(phi | U)`` replaces ``M_0`` in a later step.)
+    given it, a pseudofermion ``phi' = s M_0(U')^dag eta`` (``eta`` complex Gaussian, counter
+    ``("flow-pf", i)``; ``s`` = ``fermions.proposal_scale``), with ``M_0`` either
+    ``triangular`` (the default): ``(1 - k^2 L)(1 - k^2 R)``, the even/odd operator with its
+    two-hop term split into the parts below and above the diagonal in the global site order,
+    ``det M_0 = 1`` exactly and ``M_0 = M + O(kappa^4)`` (:mod:`lattice_hpc.fermions.
+    triangular`), or ``free``: the free-field Schur operator at ``fermions.proposal_kappa``
+    (default ``kappa``).  Both give a tractable conditional ``q(phi' | U') ~ exp(-eta^dag
+    eta)`` (the Jacobian ``s^{2n} |det M_0|^2`` is a constant).  The pair is accepted with the
+    joint weights, ``log w = -S_g(U') - log q(U') - phi'^dag (M'^dag M')^{-1} phi' + eta^dag eta``
+    (one solve per proposal): an independence chain on ``(U, phi)`` whose ``U`` marginal is
+    ``p(U)``.  The variance of the fermion part is ``sum_i (1 - mu_i)^2`` over the eigenvalues ``mu_i`` of
+    ``s^2 M_0 (M^dag M)^{-1} M_0^dag``, finite only if every ``mu_i > 1/2``.  On 4x4 hot fields
+    at kappa = 0.25 it is about 1 for ``triangular`` and 47 for ``free`` (8x8: 3 and 216);
+    what is left is ``det M`` itself, which a proposal of determinant 1 cannot carry.  (A
+    learned conditional ``q(phi | U)`` generalises ``M_0`` in a later step.)
     Training adds ``S_pf(U, phi)`` with ``phi`` the heatbath at ``U`` held fixed:
     ``E_phi[grad S_pf] = -grad log det(M^dag M)`` (the HMC pseudofermion force), an unbiased
     gradient of the marginal KL.
@@ -48,7 +53,8 @@ import torch
 from ..errors import ConfigError
 from ..fermions import SchurOperator, WilsonDirac, inner
 from ..hmc.pseudofermions import gaussian_source
-from .fermions import draw_pseudofermion, logdet_action, pseudofermion_action
+from .fermions import (_fields, complex_links, draw_pseudofermion, logdet_action,
+                       pseudofermion_action)
 
 TREATMENTS = ("exact", "pseudofermion", "stochastic")
 
@@ -65,17 +71,22 @@ class FermionDeterminant:
         proposal_kappa: ``kappa`` of the free operator ``M_0`` of the ``pseudofermion``
             proposals (0: ``kappa``).
         proposal_scale: ``s`` in ``phi' = s M_0^dag eta`` (its Jacobian is a constant).
+        proposal: ``M_0`` of the ``pseudofermion`` proposals, ``triangular`` or ``free``.
         tol: relative residual of the CG solves.
     """
 
     def __init__(self, lattice, group, kappa: float, treatment: str, rng, train_rng, bc=None,
-                 proposal_kappa: float = 0.0, tol: float = 1e-12, proposal_scale: float = 1.0):
+                 proposal_kappa: float = 0.0, tol: float = 1e-12, proposal_scale: float = 1.0,
+                 proposal: str = "triangular"):
         if treatment not in TREATMENTS:
             raise ConfigError(f"fermions.determinant = {treatment!r}: use one of {', '.join(TREATMENTS)}")
         self.lattice, self.group, self.kappa, self.treatment = lattice, group, float(kappa), treatment
         self.rng, self.train_rng, self.bc, self.tol = rng, train_rng, bc, float(tol)
         self.proposal_kappa = float(proposal_kappa) or self.kappa
         self.proposal_scale = float(proposal_scale)
+        if proposal not in ("triangular", "free"):
+            raise ConfigError(f"fermions.proposal = {proposal!r}: use triangular or free")
+        self.proposal = proposal
         self._free = None
 
     # -- training ------------------------------------------------------------------------------
@@ -100,26 +111,32 @@ class FermionDeterminant:
         with torch.no_grad():
             if self.treatment == "exact":
                 return -logdet_action(self.lattice, self.group, U64, self.kappa, self.bc).cpu().numpy()
+            fields = _fields(self.lattice, self.group, complex_links(self.group, U64))
             phis, eta2 = [], []
-            for b in range(B):
-                phi, e2 = self._free_pseudofermion(first + b)
+            for b, field in enumerate(fields):
+                phi, e2 = self._proposed_pseudofermion(field, first + b)
                 phis.append(phi)
                 eta2.append(e2)
             S = pseudofermion_action(self.lattice, self.group, U64, phis, self.kappa, self.bc,
                                      self.tol).cpu().numpy()
         return -S + np.array(eta2)
 
-    def _free_pseudofermion(self, i: int):
-        """``(phi = M_0^dag eta, eta^dag eta)`` of proposal ``i`` (collective)."""
+    def _proposed_pseudofermion(self, field, i: int):
+        """``(phi = s M_0^dag eta, eta^dag eta)`` of proposal ``i`` on ``field`` (collective)."""
         from ..backend import Backend
+        from ..fermions.triangular import TriangularSchur
         from ..gauge import GaugeField
 
-        if self._free is None:
-            cold = GaugeField.cold(self.lattice, self.group, Backend("numpy", "double"))
-            cold.refresh()
-            self._free = SchurOperator(WilsonDirac(cold, self.proposal_kappa, 0.0, self.bc))
-        eta = gaussian_source(self.lattice, self.rng, ("flow-pf", int(i)), self._free.D.backend)
-        return self.proposal_scale * self._free.apply_dagger(eta), inner(self.lattice, eta, eta).real
+        if self.proposal == "triangular":
+            M0 = TriangularSchur(WilsonDirac(field, self.kappa, 0.0, self.bc))
+        else:
+            if self._free is None:
+                cold = GaugeField.cold(self.lattice, self.group, Backend("numpy", "double"))
+                cold.refresh()
+                self._free = SchurOperator(WilsonDirac(cold, self.proposal_kappa, 0.0, self.bc))
+            M0 = self._free
+        eta = gaussian_source(self.lattice, self.rng, ("flow-pf", int(i)), field.backend)
+        return self.proposal_scale * M0.apply_dagger(eta), inner(self.lattice, eta, eta).real
 
     def ratio_terms(self, current, proposal, i: int) -> tuple[float, float]:
         """Collective (``stochastic``): draw ``phi = M(current)^dag eta`` for proposal ``i`` and
