@@ -137,13 +137,14 @@ def test_each_determinant_treatment_reproduces_the_exact_determinant_plaquette(t
 
 FOUR_D = dict(dims="[4, 4, 4, 4]", group="SU3", beta=1.0, layers=4, hidden=4, steps=2, batch=2,
               measure=8, sbatch=4, kappa=0.1)
+OBS = "pion = true\ncondensate_noise = 2"
 
 
 @pytest.mark.parametrize("det", ["pseudofermion", "stochastic"])
 def test_fermion_chains_are_the_same_on_two_ranks_and_resume_exactly(tmp_path, det):
-    job1, rd1 = _job(tmp_path, "one", det, **FOUR_D)
+    job1, rd1 = _job(tmp_path, "one", det, OBS, **FOUR_D)
     _run(job1)
-    job2, rd2 = _job(tmp_path, "two", det, **{**FOUR_D, "grid": "1,1,1,2"})
+    job2, rd2 = _job(tmp_path, "two", det, OBS, **{**FOUR_D, "grid": "1,1,1,2"})
     _run(job2, np_=2)
     a, b = run_records(rd1), run_records(rd2)
     assert len(a) == 8 and [r["accepted"] for r in a] == [r["accepted"] for r in b]
@@ -151,7 +152,11 @@ def test_fermion_chains_are_the_same_on_two_ranks_and_resume_exactly(tmp_path, d
         assert abs(x["log_w"] - y["log_w"]) < 1e-9 * max(1.0, abs(y["log_w"]))
         assert abs(x["log_w_fermion"] - y["log_w_fermion"]) < 1e-9 * max(1.0, abs(y["log_w_fermion"]))
         assert abs(x["plaquette"] - y["plaquette"]) < 1e-12
-    job3, rd3 = _job(tmp_path, "killed", det, **FOUR_D)
+        assert np.allclose(x["pion"], y["pion"], rtol=1e-10) and abs(x["condensate"] - y["condensate"]) < 1e-10
+    for r in a:  # the accepted fields' fermionic observables, kept by rejected proposals
+        assert len(r["pion"]) == 4 and all(c > 0 for c in r["pion"]) and r["condensate"] > 0
+        assert 0 <= r["polyakov_abs"] < 1
+    job3, rd3 = _job(tmp_path, "killed", det, OBS, **FOUR_D)
     proc = _run(job3, env={"LATTICE_HPC_FAULT": "kill:step:6"}, ok=False)  # during sampling
     assert proc.returncode != 0
     _run(job3)

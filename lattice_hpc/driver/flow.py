@@ -58,7 +58,10 @@ Keys (beyond :data:`.config.COMMON`), defaults in brackets::
              det(D^dag D) enters the training loss and the chain, :mod:`lattice_hpc.flows.
              determinant`), proposal ["triangular"] (triangular | free: the operator M_0 of the
              pseudofermion proposals phi = s M_0^dag eta), proposal_kappa [0.0] (of free; 0:
-             kappa), proposal_scale [1.0] (s), tol [1e-12] (CG).  Records then carry ``log_w_fermion``
+             kappa), proposal_scale [1.0] (s), tol [1e-12] (CG), pion [false] (the pion
+             correlator of each accepted field in the records), condensate_noise [0] (Z2 vectors
+             of (1/V) Tr D^-1 per accepted field; 0: off); the records then also carry the
+             Polyakov loop.  Records then carry ``log_w_fermion``
              (the fermion part of the proposal's log-weight; for ``stochastic`` the log of the
              estimated determinant ratio), and the summary its variance and that of ``log_w``.
 
@@ -110,7 +113,8 @@ class FlowJob(JobType):
                      "determinant": Key("exact", str, ("exact", "pseudofermion", "stochastic")),
                      "proposal": Key("triangular", str, ("triangular", "free")),
                      "proposal_kappa": Key(0.0, float, ">=0"),
-                     "proposal_scale": Key(1.0, float, ">0"), "tol": Key(1e-12, float, "(0,1)")},
+                     "proposal_scale": Key(1.0, float, ">0"), "tol": Key(1e-12, float, "(0,1)"),
+                     "pion": Key(False, bool), "condensate_noise": Key(0, int, ">=0")},
     }
     chain_keys = {"flow": ARCH + ("model", "resize"),
                   "train": ("steps", "batch", "lr", "warmup", "halflife", "clip", "seed", "precision"),
@@ -119,7 +123,8 @@ class FlowJob(JobType):
                                "proposal_scale", "tol")}
     observables = ("accepted", "log_w", "log_w_fermion", "plaquette",
                    "plaquette_spatial", "plaquette_temporal", "topological_charge",
-                   "topological_charge_sq")
+                   "topological_charge_sq", "polyakov_re", "polyakov_im", "polyakov_abs", "pion",
+                   "condensate")
 
     @classmethod
     def check(cls, cfg: dict, source: str) -> None:
@@ -430,11 +435,36 @@ class FlowJob(JobType):
                 mine = U[local].clone() if owner == par.replica else torch.empty_like(U[0])
                 self.current = broadcast_tensor(mine, par.cross, root=owner)
             self.current_obs = {name: float(v[k]) for name, v in obs.items()}
+            if self.fermion is not None:
+                self.current_obs.update(self._fermion_observables(i))
         self._last = {"accepted": accepted, "log_w": lw_k}
         if m is None:
             return None
         return {"step": n, "proposal": i, "accepted": bool(accepted), "log_w": lw_k, **extra,
                 "seconds": round(time.perf_counter() - self.t0, 4), **self.current_obs}
+
+    def _fermion_observables(self, i: int) -> dict:
+        """Collective: observables of a newly accepted field in a job with fermions: the Polyakov
+        loop, and as ``[fermions]`` asks the pion correlator at ``kappa`` (``pion = true``) and
+        ``(1/V) Tr D^{-1}`` (``condensate_noise`` Z2 vectors keyed by the proposal ``i``).
+        Computed once per accepted field; rejected proposals keep them with the field."""
+        from ..fermions import WilsonDirac, chiral_condensate, pion_correlator, point_propagator
+        from ..gauge.observables import polyakov_loop
+
+        U = self.field
+        U.refresh()
+        p = polyakov_loop(U)
+        out = {"polyakov_re": p.real, "polyakov_im": p.imag, "polyakov_abs": abs(p)}
+        fe = self.cfg["fermions"]
+        if fe["pion"] or fe["condensate_noise"]:
+            D = WilsonDirac(U, fe["kappa"])
+            if fe["pion"]:
+                out["pion"] = [float(c) for c in pion_correlator(U.lattice, point_propagator(D))]
+            if fe["condensate_noise"]:
+                out["condensate"] = chiral_condensate(D, fe["condensate_noise"],
+                                                      CounterRNG(self.cfg["sample"]["seed"]),
+                                                      purpose=("condensate", int(i))).mean
+        return out
 
     # -- checkpointed state -------------------------------------------------------------------------
     def state(self) -> dict:
