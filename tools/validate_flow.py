@@ -20,7 +20,8 @@ session is continued in the next one.  ``--report-only`` only reads what the run
   with the flow trained at L = 8 first (``u1_L8_b6``: u1_L8_b6.toml, checked against the exact
   values like ``u1_L8``) and continued at L = 16 (u1_L16_b6_resized.toml);
 - ``su3`` (``su3_b1``: beta 1 only, with its second chain su3_4444_b1.0_planes_chain2.toml;
-  ``su3_b1.25`` and ``su3_b2``: beta 1.25 (su3_4444_b1.25.toml) or 2 alone):
+  ``su3_b1.25``, ``su3_b1.25_ft`` and ``su3_b2``: beta 1.25 (su3_4444_b1.25.toml and its second
+  stage su3_4444_b1.25_ft.toml) or 2 alone):
   4D SU(3), 4^4, beta = 1 and 2: flow chain (su3_4444_b1.0_planes.toml, su3_4444_b2.0.toml) against the heatbath
   (quenched_su3_4444_b*.toml), plaquette within 2 combined sigma.
 """
@@ -187,7 +188,7 @@ def u1_L16(np_, report_only, flows=None):
 #: the SU(3) flow job of each beta (beta 1: the planes mask order; su3_4444_b1.0(_ft) are the
 #: earlier stripes-order flows, committed as validation_flow_su3_cpu-2core_2026-12-01.json)
 SU3_FLOWS = {"1.0": "su3_4444_b1.0_planes", "1.0_chain2": "su3_4444_b1.0_planes_chain2",
-             "1.25": "su3_4444_b1.25", "2.0": "su3_4444_b2.0"}
+             "1.25": "su3_4444_b1.25", "1.25_ft": "su3_4444_b1.25_ft", "2.0": "su3_4444_b2.0"}
 
 
 def su3(np_, report_only, betas=("1.0", "2.0")):
@@ -225,6 +226,7 @@ def main():
                      "su3": su3,
                      "su3_b1": lambda n, r: su3(n, r, ("1.0", "1.0_chain2")),
                      "su3_b1.25": lambda n, r: su3(n, r, ("1.25",)),
+                     "su3_b1.25_ft": lambda n, r: su3(n, r, ("1.25_ft",)),
                      "su3_b2": lambda n, r: su3(n, r, ("2.0",))}[part](a.np, a.report_only)
     text = json.dumps(res, indent=1)
     print(text)
