@@ -37,26 +37,31 @@ class TriangularSchur:
 
     EVEN = 0
 
-    def __init__(self, D):
+    def __init__(self, D, paths=None):
         if D.clover is not None:
             raise ValueError("TriangularSchur is the Wilson operator's (csw = 0)")
         self.D, self.lattice, self.xp, self.kappa = D, D.lattice, D.xp, D.kappa
-        lat, xp = self.lattice, self.xp
-        if min(lat.dims) < 4:
-            raise ValueError(f"TriangularSchur needs extents >= 4 (the two-hop paths must not "
-                             f"return to their start), got {lat.dims}")
-        nd = lat.ndim
+        nd = self.lattice.ndim
         G = gammas(nd)[0]
         eye = np.eye(G.shape[-1])
-        self.proj = {(mu, s): xp.asarray(eye - s * G[mu], dtype=D.dtype)
+        self.proj = {(mu, s): self.xp.asarray(eye - s * G[mu], dtype=D.dtype)
                      for mu in range(nd) for s in (1, -1)}
         U = D.gauge_field
         U.refresh()
-        self.fwd = [U.U(mu) for mu in range(nd)]                               # U_mu(x)
+        self.fwd = [U.U(mu) for mu in range(nd)]                                    # U_mu(x)
         self.bwd = [U.U(mu, {mu: -1}).conj().swapaxes(-1, -2) for mu in range(nd)]  # U_mu(x-mu)^dag
-        coords = lat.global_coords
-        dims = lat.dims
-        g = lat.global_index
+        self.paths, self.even = paths if paths is not None else self.paths_of(self.lattice, self.xp)
+
+    @staticmethod
+    def paths_of(lattice, xp=np):
+        """``(paths, even)``: the two-hop paths ``((mu, s), (nu, t), lower mask)`` (``psi(x + d)``
+        reaches ``x``; the mask is ``g(x + d) < g(x)`` on the even sites) and the even-site mask,
+        which depend on the lattice only: pass them to every operator on the same lattice."""
+        lat = lattice
+        if min(lat.dims) < 4:
+            raise ValueError(f"TriangularSchur needs extents >= 4 (the two-hop paths must not "
+                             f"return to their start), got {lat.dims}")
+        nd, coords, dims, g = lat.ndim, lat.global_coords, lat.dims, lat.global_index
 
         def index_at(d):
             idx = np.zeros(lat.shape(0), dtype=np.int64)
@@ -66,8 +71,8 @@ class TriangularSchur:
                 stride *= dims[mu]
             return idx
 
-        self.paths = []  # (first hop, second hop, lower mask): psi(x + d) reaches x
-        even = lat.parity_sites(self.EVEN, np)[0]
+        paths = []
+        even = lat.parity_sites(TriangularSchur.EVEN, np)[0]
         for mu in range(nd):
             for s in (1, -1):
                 for nu in range(nd):
@@ -78,8 +83,8 @@ class TriangularSchur:
                         d[mu] += s
                         d[nu] += t
                         lower = (index_at(d) < g) & even
-                        self.paths.append(((mu, s), (nu, t), xp.asarray(lower[..., None, None])))
-        self.even = xp.asarray(even[..., None, None])
+                        paths.append(((mu, s), (nu, t), xp.asarray(lower[..., None, None])))
+        return paths, xp.asarray(even[..., None, None])
 
     def _hop(self, psi, mu, s):
         """``T_{mu,s} psi`` on every site (collective: one face exchange)."""

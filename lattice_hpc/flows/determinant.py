@@ -88,6 +88,7 @@ class FermionDeterminant:
             raise ConfigError(f"fermions.proposal = {proposal!r}: use triangular or free")
         self.proposal = proposal
         self._free = None
+        self._paths = None
 
     # -- training ------------------------------------------------------------------------------
     def train_term(self, U, step: int, samples) -> torch.Tensor:
@@ -128,7 +129,9 @@ class FermionDeterminant:
         from ..gauge import GaugeField
 
         if self.proposal == "triangular":
-            M0 = TriangularSchur(WilsonDirac(field, self.kappa, 0.0, self.bc))
+            if self._paths is None:  # the path masks depend on the lattice only
+                self._paths = TriangularSchur.paths_of(self.lattice, field.backend.xp)
+            M0 = TriangularSchur(WilsonDirac(field, self.kappa, 0.0, self.bc), self._paths)
         else:
             if self._free is None:
                 cold = GaugeField.cold(self.lattice, self.group, Backend("numpy", "double"))

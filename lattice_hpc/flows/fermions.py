@@ -54,10 +54,6 @@ EVEN = 0
 
 # -- tensors <-> the array module ------------------------------------------------------------------
 
-def _backend(t: torch.Tensor) -> Backend:
-    return Backend("cupy" if t.is_cuda else "numpy", "double")
-
-
 def _to_array(t: torch.Tensor):
     """The same memory as an array of the backend's module (NumPy on CPU, CuPy via DLPack)."""
     t = t.detach().contiguous()

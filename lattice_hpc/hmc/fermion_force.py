@@ -259,8 +259,8 @@ class DiracDerivative:
         so ``g = O^dag + Q``.  On the group, ``dU = X U`` gives back :meth:`matrices`.  Shape
         ``(ndim, *local, N, N)``; hopping insertions only (no clover term)."""
         if self.Lam is not None:
-            raise NotImplementedError("link_gradient covers the hopping term; the clover term's "
-                                      "gradient is available as a force (force())")
+            raise ValueError("link_gradient covers the hopping term only; with clover insertions "
+                             "use force() (the algebra-projected derivative)")
         xp, lat = self.xp, self.lattice
         hop = self._hopping_matrices()
         if hop is None:
