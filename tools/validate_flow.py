@@ -12,7 +12,8 @@ session is continued in the next one.  ``--report-only`` only reads what the run
   within 2 sigma; acceptance (goal >= 0.5); ``u1_L8_ft``: the same for its flow trained further
   (u1_L8_b2_ft.toml, from validation/flow/models/u1_L8_b2.h5), ``u1_L8_ft2`` (u1_L8_b2_ft2.toml,
   from validation/flow/models/u1_L8_b2_ft.h5, batch 512, float32 training), ``u1_L8_ft2_chain2``
-  (u1_L8_b2_ft2_chain2.toml: a second chain of that flow, another seed);
+  (u1_L8_b2_ft2_chain2.toml: a second chain of that flow, another seed), ``u1_L8_ft3``
+  (u1_L8_b2_ft3.toml: 4000 steps more from validation/flow/models/u1_L8_b2_ft2.h5);
 - ``u1_L16``: 2D U(1), L = 16, beta = 2, 4, 6: flow chain (u1_L16_b*.toml) and HMC
   (hmc_u1_L16_b*.toml): acceptance, ESS, tau_int(Q), cost per independent Q sample (seconds per
   step times 2 tau_int; the flow with and without its training time, that of the earlier stages
@@ -109,6 +110,9 @@ def training_seconds(run_dir: str) -> float | None:
 
 #: staged flows: the runs whose trained model a run starts from (their training counts in its cost)
 EARLIER_STAGES = {"u1_L8_b2_ft": ["u1_L8_b2"], "u1_L8_b2_ft2": ["u1_L8_b2_ft", "u1_L8_b2"],
+                  "u1_L8_b2_ft3": ["u1_L8_b2_ft2", "u1_L8_b2_ft", "u1_L8_b2"],
+                  "su3_4444_b1.25": ["su3_4444_b1.0_planes"],
+                  "su3_4444_b1.25_ft": ["su3_4444_b1.25", "su3_4444_b1.0_planes"],
                   "su3_4444_b1.0_ft": ["su3_4444_b1.0"], "su3_4444_b2.0": ["su3_4444_b1.0_planes"],
                   "u1_L16_b6_resized": ["u1_L8_b6"]}
 
@@ -220,6 +224,7 @@ def main():
         res[part] = {"u1_L8": u1_L8, "u1_L8_ft": lambda n, r: u1_L8(n, r, "u1_L8_b2_ft"),
                      "u1_L8_ft2": lambda n, r: u1_L8(n, r, "u1_L8_b2_ft2"),
                      "u1_L8_ft2_chain2": lambda n, r: u1_L8(n, r, "u1_L8_b2_ft2_chain2"),
+                     "u1_L8_ft3": lambda n, r: u1_L8(n, r, "u1_L8_b2_ft3"),
                      "u1_L8_b6": lambda n, r: u1_L8(n, r, "u1_L8_b6", 6.0),
                      "u1_L16": u1_L16,
                      "u1_L16_b6_resized": lambda n, r: u1_L16(n, r, {6: "u1_L16_b6_resized"}),
