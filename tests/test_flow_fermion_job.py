@@ -111,7 +111,8 @@ def reference():
 # triangular one gets a longer chain (a 16000-proposal chain of it gave -0.4 sigma), the free one
 # is tested at kappa = 0.15.
 CASES = [("exact", KAPPA, "", 2000), ("stochastic", KAPPA, "", 2000),
-         ("pseudofermion", KAPPA, "", 6000), ("pseudofermion", 0.15, 'proposal = "free"', 1000)]
+         ("pseudofermion", KAPPA, "", 6000), ("pseudofermion", 0.15, 'proposal = "free"', 1000),
+         ("pseudofermion", KAPPA, "hasenbusch = [0.15, 0.21]", 3000)]
 
 
 @pytest.mark.parametrize("det,kappa,extra,measure", CASES)
@@ -128,6 +129,10 @@ def test_each_determinant_treatment_reproduces_the_exact_determinant_plaquette(t
     assert abs(m - rm) < 2 * sigma
     recs = run_records(rd)
     assert len(recs) == measure and all("log_w_fermion" in r for r in recs)
+    if "hasenbusch" in extra:  # the factors' parts add up to the fermion log-weight
+        assert all(len(r["log_w_fermion_factors"]) == 3 for r in recs)
+        assert all(abs(sum(r["log_w_fermion_factors"]) - r["log_w_fermion"]) < 1e-9 for r in recs)
+        assert len(out["log_w_fermion_var_factors"]) == 3
     assert 0 < out["acceptance"][0] < 1
     if det == "exact":  # the determinant matters here: the quenched value is excluded
         qm, qe = reference["quenched"]
@@ -140,11 +145,13 @@ FOUR_D = dict(dims="[4, 4, 4, 4]", group="SU3", beta=1.0, layers=4, hidden=4, st
 OBS = "pion = true\ncondensate_noise = 2"
 
 
-@pytest.mark.parametrize("det", ["pseudofermion", "stochastic"])
-def test_fermion_chains_are_the_same_on_two_ranks_and_resume_exactly(tmp_path, det):
-    job1, rd1 = _job(tmp_path, "one", det, OBS, **FOUR_D)
+@pytest.mark.parametrize("det,extra", [("pseudofermion", ""), ("stochastic", ""),
+                                       ("pseudofermion", "hasenbusch = [0.06]")])
+def test_fermion_chains_are_the_same_on_two_ranks_and_resume_exactly(tmp_path, det, extra):
+    obs = OBS + "\n" + extra
+    job1, rd1 = _job(tmp_path, "one", det, obs, **FOUR_D)
     _run(job1)
-    job2, rd2 = _job(tmp_path, "two", det, OBS, **{**FOUR_D, "grid": "1,1,1,2"})
+    job2, rd2 = _job(tmp_path, "two", det, obs, **{**FOUR_D, "grid": "1,1,1,2"})
     _run(job2, np_=2)
     a, b = run_records(rd1), run_records(rd2)
     assert len(a) == 8 and [r["accepted"] for r in a] == [r["accepted"] for r in b]
@@ -153,10 +160,12 @@ def test_fermion_chains_are_the_same_on_two_ranks_and_resume_exactly(tmp_path, d
         assert abs(x["log_w_fermion"] - y["log_w_fermion"]) < 1e-9 * max(1.0, abs(y["log_w_fermion"]))
         assert abs(x["plaquette"] - y["plaquette"]) < 1e-12
         assert np.allclose(x["pion"], y["pion"], rtol=1e-10) and abs(x["condensate"] - y["condensate"]) < 1e-10
+        if extra:  # Hasenbusch: each factor's part of log w
+            assert np.allclose(x["log_w_fermion_factors"], y["log_w_fermion_factors"], rtol=1e-9)
     for r in a:  # the accepted fields' fermionic observables, kept by rejected proposals
         assert len(r["pion"]) == 4 and all(c > 0 for c in r["pion"]) and r["condensate"] > 0
         assert 0 <= r["polyakov_abs"] < 1
-    job3, rd3 = _job(tmp_path, "killed", det, OBS, **FOUR_D)
+    job3, rd3 = _job(tmp_path, "killed", det, obs, **FOUR_D)
     proc = _run(job3, env={"LATTICE_HPC_FAULT": "kill:step:6"}, ok=False)  # during sampling
     assert proc.returncode != 0
     _run(job3)
@@ -168,6 +177,8 @@ def test_fermion_chains_are_the_same_on_two_ranks_and_resume_exactly(tmp_path, d
     (["fermions.kappa=0.6"], "fermions.kappa = 0.6 must be in (0, 0.5)"),
     (["sample.heatbath_every=3"], "the heatbath is that of the pure gauge action"),
     (["fermions.determinant=\"noisy\""], "fermions.determinant"),
+    (["fermions.hasenbusch=[0.1]"], "fermions.hasenbusch factorises the weights of determinant = "
+                                    "'pseudofermion'"),
 ])
 def test_fermion_settings_that_do_not_fit_are_refused(tmp_path, sets, message):
     job, rd = _job(tmp_path, "bad", "exact")

@@ -58,8 +58,10 @@ Keys (beyond :data:`.config.COMMON`), defaults in brackets::
              det(D^dag D) enters the training loss and the chain, :mod:`lattice_hpc.flows.
              determinant`), proposal ["triangular"] (triangular | free: the operator M_0 of the
              pseudofermion proposals phi = s M_0^dag eta), proposal_kappa [0.0] (of free; 0:
-             kappa), proposal_scale [1.0] (s), tol [1e-12] (CG), pion [false] (the pion
-             correlator of each accepted field in the records), condensate_noise [0] (Z2 vectors
+             kappa), proposal_scale [1.0] (s), hasenbusch [[]] (intermediate kappas k_1 < ... <
+             kappa: the pseudofermion weights factorised as det(M_1^dag M_1) prod det(W^dag W),
+             one pseudofermion each; records then carry log_w_fermion_factors), tol [1e-12]
+             (CG), pion [false] (the pion correlator of each accepted field in the records), condensate_noise [0] (Z2 vectors
              of (1/V) Tr D^-1 per accepted field; 0: off); the records then also carry the
              Polyakov loop.  Records then carry ``log_w_fermion``
              (the fermion part of the proposal's log-weight; for ``stochastic`` the log of the
@@ -114,13 +116,14 @@ class FlowJob(JobType):
                      "proposal": Key("triangular", str, ("triangular", "free")),
                      "proposal_kappa": Key(0.0, float, ">=0"),
                      "proposal_scale": Key(1.0, float, ">0"), "tol": Key(1e-12, float, "(0,1)"),
-                     "pion": Key(False, bool), "condensate_noise": Key(0, int, ">=0")},
+                     "pion": Key(False, bool), "condensate_noise": Key(0, int, ">=0"),
+                     "hasenbusch": Key([], list)},
     }
     chain_keys = {"flow": ARCH + ("model", "resize"),
                   "train": ("steps", "batch", "lr", "warmup", "halflife", "clip", "seed", "precision"),
                   "sample": ("thermalize", "every", "seed", "heatbath_every", "overrelax"),
                   "fermions": ("flavours", "kappa", "determinant", "proposal", "proposal_kappa",
-                               "proposal_scale", "tol")}
+                               "proposal_scale", "tol", "hasenbusch")}
     observables = ("accepted", "log_w", "log_w_fermion", "plaquette",
                    "plaquette_spatial", "plaquette_temporal", "topological_charge",
                    "topological_charge_sq", "polyakov_re", "polyakov_im", "polyakov_abs", "pion",
@@ -232,7 +235,7 @@ class FlowJob(JobType):
             self.fermion = FermionDeterminant(self.lattice, self.group, fe["kappa"], fe["determinant"],
                                               self.metro.rng, CounterRNG(t["seed"]), None,
                                               fe["proposal_kappa"], fe["tol"], fe["proposal_scale"],
-                                              fe["proposal"])
+                                              fe["proposal"], fe["hasenbusch"])
         self.trainer = Trainer(self.flow, self.group, self.beta, CounterRNG(t["seed"]), self.par,
                                t["batch"], t["lr"], t["warmup"], t["halflife"], t["clip"],
                                self.fermion)
@@ -407,6 +410,8 @@ class FlowJob(JobType):
                 lwf = self.fermion.proposal_terms(U, j * B + share.start)
                 lw = lw + lwf
                 diag = {"log_w_fermion": lwf}
+                if self.fermion.last_factors is not None:  # Hasenbusch: each factor's part
+                    diag["log_w_fermion_factors"] = self.fermion.last_factors
             lw = faults.value("flow-log-weight", par.gather(lw))
             obs = {k: par.gather(v) for k, v in obs.items()}
             diag = {k: par.gather(v) for k, v in diag.items()}
@@ -414,7 +419,8 @@ class FlowJob(JobType):
         U, lw, obs, diag = self._batch[1]
         k = i - j * B
         lw_k = float(lw[k])
-        extra = {name: float(v[k]) for name, v in diag.items()}
+        extra = {name: (float(v[k]) if np.ndim(v) == 1 else [float(x) for x in v[k]])
+                 for name, v in diag.items()}
         gibbs = self.fermion is not None and self.fermion.treatment == "stochastic"
         if gibbs and self.metro.log_w is not None:  # phi | current field, then U' | phi
             cur_f, new_f = self.fermion.ratio_terms(self.current, U[k], i)
@@ -489,6 +495,9 @@ class FlowJob(JobType):
         if len(lwf) >= 2:  # the fermion factor's share of the weights' spread
             out["log_w_fermion_var"] = float(lwf.var(ddof=1))
             out["log_w_var"] = float(lw.var(ddof=1))
+        lff = np.array([r["log_w_fermion_factors"] for r in records if "log_w_fermion_factors" in r])
+        if len(lff) >= 2:  # Hasenbusch: the variance of each factor's part
+            out["log_w_fermion_var_factors"] = [float(v) for v in lff.var(axis=0, ddof=1)]
         if pure_gauge and self.group.N == 1 and self.lattice.ndim == 2 and len(lw) >= 2:
             out["exact"] = exact_comparison(records, self.beta, self.lattice.volume)
         if self.history["loss"]:
