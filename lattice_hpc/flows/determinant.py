@@ -42,11 +42,13 @@ k_m]``, increasing, below ``kappa``; Hasenbusch, Phys. Lett. B 519 (2001) 177)
     ``r_j^2 = k_{j+1}^2 - k_j^2`` (``W_j = 1 - r_j^2 K + O(k^4)``, ``det T = 1``), counters
     ``("flow-pf", i)`` and ``("flow-pf-h", j, i)``.  Each factor's part of ``log w`` has the
     variance ``sum_i (1 - mu_i)^2`` over its own eigenvalues; splitting moves every ``mu`` closer
-    to 1.  Dense spectra of 8x8 U(1) fields at plaquette 0.7 (``tests/test_flow_hasenbusch.py``
-    checks the identity; the figures are from a one-off script): at ``kappa = 0.276`` one factor
-    has variance 8.0 and ``mu_min = 0.12`` (below 1/2: the weights' variance is infinite),
-    ``[0.2, 0.25]`` has 0.7 + 1.5 + 1.1 = 3.3 with every ``mu_min >= 0.66``; at ``kappa =
-    0.24`` 3.7 against 1.2 for ``[0.17, 0.21]``.  The records carry each factor's part
+    to 1.  Dense spectra of four 8x8 U(1) fields at plaquette 0.7 (``tools/
+    hasenbusch_variance.py``, ``bench/results/hasenbusch_variance_schwinger_L8_*.json``): at
+    ``kappa = 0.276`` one factor has variance 8.5 and ``mu_min = 0.11`` (below 1/2: the weights'
+    variance is infinite), ``[0.2, 0.25]`` 0.7 + 1.4 + 1.4 = 3.5 with every ``mu_min >= 0.56``;
+    at ``kappa = 0.24`` 3.7 (``mu_min = 0.41``) against 1.2 for ``[0.17, 0.21]``
+    (``mu_min >= 0.79``).  ``tests/test_flow_hasenbusch.py`` checks each factor's mean and
+    variance against the dense matrices.  The records carry each factor's part
     (``log_w_fermion_factors``) and the summary their variances.  Training is unchanged (one
     heatbath pseudofermion at ``kappa``: the factorisation changes the variance of the weights,
     not the expectation of the gradient).
