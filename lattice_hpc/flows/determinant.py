@@ -202,7 +202,8 @@ class FermionDeterminant:
                 self._free = SchurOperator(WilsonDirac(cold, self.proposal_kappa, 0.0, self.bc))
             M0 = self._free
         key = ("flow-pf",) if purpose is None else tuple(purpose)
-        eta = gaussian_source(self.lattice, self.rng, key + (int(i),), field.backend)
+        eta = gaussian_source(self.lattice, self.rng, key + (int(i),), field.backend,
+                              site_shape=M0.D.site_shape)
         return self.proposal_scale * M0.apply_dagger(eta), inner(self.lattice, eta, eta).real
 
     def ratio_terms(self, current, proposal, i: int) -> tuple[float, float]:

@@ -166,7 +166,8 @@ def draw_pseudofermion(lattice, group, U, kappa: float, rng, purpose, bc=None, s
     out = []
     for b, field in zip(samples, fields, strict=True):
         D = WilsonDirac(field, kappa, 0.0, bc)
-        eta = gaussian_source(lattice, rng, tuple(purpose) + (int(b),), field.backend)
+        eta = gaussian_source(lattice, rng, tuple(purpose) + (int(b),), field.backend,
+                              site_shape=D.site_shape)
         phi = SchurOperator(D).apply_dagger(eta)
         out.append((phi, inner(lattice, eta, eta).real) if with_eta else phi)
     return out

@@ -75,14 +75,16 @@ from .fermion_force import DiracDerivative
 EVEN, ODD = 0, 1
 
 
-def gaussian_source(lattice, rng, purpose, backend, parity: int = EVEN):
+def gaussian_source(lattice, rng, purpose, backend, parity: int = EVEN, site_shape=None):
     """``eta`` with ``P(eta) ~ exp(-eta^dag eta)`` on the sites of ``parity``, zero elsewhere.
 
     Each complex component has ``<|eta_i|^2> = 1`` (real and imaginary parts of variance 1/2).
-    The same field on every process grid (keyed by purpose and global site).
+    The same field on every process grid (keyed by purpose and global site).  ``site_shape``:
+    ``(spins, colours)``, the operator's :attr:`~lattice_hpc.fermions.WilsonDirac.site_shape`
+    (default: :func:`~lattice_hpc.fermions.spinor.default_site_shape` of the lattice).
     """
     xp = backend.xp
-    eta = random_spinor(lattice, rng, purpose, backend) * (1.0 / math.sqrt(2.0))
+    eta = random_spinor(lattice, rng, purpose, backend, site_shape) * (1.0 / math.sqrt(2.0))
     return eta * lattice.parity_sites(parity, xp)[0][..., None, None]
 
 
@@ -198,7 +200,8 @@ class TwoFlavour(_Monomial):
     def refresh(self, U, rng, trajectory: int) -> None:
         t0 = time.perf_counter()
         D = self._dirac(U, self.kappa)
-        eta = gaussian_source(U.lattice, rng, self.purpose(trajectory), U.backend)
+        eta = gaussian_source(U.lattice, rng, self.purpose(trajectory), U.backend,
+                              site_shape=D.site_shape)
         self.phi = SchurOperator(D).apply_dagger(eta)
         self._count("refresh", t0)
 
@@ -248,7 +251,8 @@ class HasenbuschRatio(_Monomial):
     def refresh(self, U, rng, trajectory: int) -> None:
         t0 = time.perf_counter()
         D, W = self._dirac(U, self.kappa), self._dirac(U, self.kappa_heavy)
-        eta = gaussian_source(U.lattice, rng, self.purpose(trajectory), U.backend)
+        eta = gaussian_source(U.lattice, rng, self.purpose(trajectory), U.backend,
+                              site_shape=D.site_shape)
         b = SchurOperator(D).apply_dagger(eta)
         self.phi = self._solve_adjoint(SchurOperator(W), b, self.action_tol, "refresh")
         self._count("refresh", t0)
