@@ -1,0 +1,216 @@
+#!/usr/bin/env python3
+"""Validation runs of the flows with dynamical fermions (issue 14), rerunnable by anyone; writes
+one JSON file of results.
+
+    python tools/validate_flow_fermions.py [--only nf2_4d,schwinger_L8,schwinger_L16] [--np 1]
+                                           [--out FILE] [--report-only]
+
+Each run is ``lattice-hpc run validation/flow_fermions/JOB.toml`` (``mpirun -n NP`` with
+``--np``); the runs are resumable, so running the script again continues them.
+``--report-only`` only reads what the run directories hold (and the stored reweighting results).
+
+- ``nf2_4d``: 4D SU(3), Nf=2 Wilson, 4^4, beta = 1, kappa = 0.1 (su3_nf2_4444_b1.0_k0.1.toml,
+  pseudofermion route with the triangular conditional) against the HMC reference ensemble
+  (bench/results/reference_ensemble_nf2_b1.0_k0.1_4x4x4x4.json): plaquette, Polyakov loop,
+  pion C(1) and C(2) within 2 combined sigma; acceptance, ESS, and the cost per independent
+  sample of the plaquette (seconds per step times 2 tau_int) of both;
+- ``schwinger_L8`` / ``schwinger_L16``: the Schwinger model, Nf=2 Wilson, beta = 2, kappa = 0.24
+  and 0.276: flow chain (flow_schwinger_L*_b2_k*.toml, exact determinant) against HMC
+  (hmc_schwinger_L*_b2_k*.toml): plaquette, <Q^2>, condensate, tau_int(Q), cost per independent Q
+  sample; and a third estimate, independent of both chains: importance reweighting of fresh
+  proposals of the same flow by ``exp(-S_g - log q) det(D^dag D)`` with dense determinants
+  (tools/reweight_flow.py --kappa).  Each pair's difference is given in combined sigma.
+
+Gamma-method errors throughout (:func:`lattice_hpc.analysis.gamma_method`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+VAL = os.path.join(ROOT, "validation", "flow_fermions")
+sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, "tools"))
+
+import numpy as np  # noqa: E402
+
+from validate_flow import gamma, records, seconds_per_step, training_seconds  # noqa: E402
+from lattice_hpc.flows.train import ess_per_sample  # noqa: E402
+
+REFERENCE = os.path.join(ROOT, "bench", "results", "reference_ensemble_nf2_b1.0_k0.1_4x4x4x4.json")
+KAPPAS = ("0.24", "0.276")
+#: the pure-gauge stages each Schwinger flow started from (their training counts in its cost)
+EARLIER = {"8": ["u1_L8_b2", "u1_L8_b2_ft", "u1_L8_b2_ft2", "u1_L8_b2_ft3"], "16": ["u1_L16_b2"]}
+MODEL = {"8": "validation/flow/models/u1_L8_b2_ft3.h5", "16": "validation/flow/models/u1_L16_b2.h5"}
+
+
+def _name(path: str) -> str:
+    import tomllib
+
+    with open(path, "rb") as fh:
+        return tomllib.load(fh)["job"]["name"]
+
+
+def run(job: str, np_: int, report_only: bool) -> str:
+    path = os.path.join(VAL, job + ".toml")
+    if not report_only:
+        cmd = (["mpirun", "-n", str(np_)] if np_ > 1 else []) + ["lattice-hpc", "run", path]
+        subprocess.run(cmd, cwd=ROOT, check=True)
+    return os.path.join(VAL, "runs", _name(path))
+
+
+def _with_derived(recs):
+    """Records with ``pion[t]`` from the correlator lists and ``Q2`` from ``Q``."""
+    out = []
+    for r in recs:
+        r = dict(r)
+        if isinstance(r.get("pion"), list):
+            for t, c in enumerate(r["pion"]):
+                r[f"pion[{t}]"] = c
+        if "topological_charge" in r:
+            r["Q2"] = r["topological_charge"] ** 2
+        out.append(r)
+    return out
+
+
+def _sigma(a, b):
+    """``(a - b) / sqrt(ea^2 + eb^2)`` of two ``{"value", "error"}`` entries."""
+    if not a or not b:
+        return None
+    return (a["value"] - b["value"]) / float(np.hypot(a["error"], b["error"]))
+
+
+def chain(run_dir: str, keys) -> dict:
+    recs = _with_derived(records(run_dir))
+    out = {"run_dir": os.path.relpath(run_dir, ROOT), "measurements": len(recs)}
+    if not recs:
+        return out
+    out["acceptance"] = float(np.mean([r["accepted"] for r in recs if "accepted" in r]))
+    sec = seconds_per_step(recs)
+    out["seconds_per_step"] = sec
+    for k in keys:
+        out[k] = gamma(recs, k)
+    lw = np.array([r["log_w"] for r in recs if "log_w" in r])
+    if len(lw):
+        out["ess"] = ess_per_sample(lw)
+        lwf = np.array([r["log_w_fermion"] for r in recs if "log_w_fermion" in r])
+        if len(lwf) > 1:
+            out["log_w_var"], out["log_w_fermion_var"] = float(lw.var(ddof=1)), float(lwf.var(ddof=1))
+        out["training_seconds"] = training_seconds(run_dir)
+    return out
+
+
+def _cost(c: dict, key: str, extra_seconds: float = 0.0):
+    """Seconds per independent sample of ``key``: seconds per step times ``2 tau_int``, plus
+    ``extra_seconds`` (training) spread over the chain's independent samples."""
+    g = c.get(key)
+    if not g or not c.get("seconds_per_step"):
+        return None
+    indep = c["measurements"] / (2 * g["tau_int"])
+    return c["seconds_per_step"] * 2 * g["tau_int"] + extra_seconds / indep
+
+
+def nf2_4d(np_, report_only):
+    keys = ("plaquette", "polyakov_re", "polyakov_abs", "pion[1]", "pion[2]")
+    f = chain(run("su3_nf2_4444_b1.0_k0.1", np_, report_only), keys)
+    with open(REFERENCE) as fh:
+        ref = json.load(fh)
+    h = {"measurements": ref["measurements"], "seconds_per_step": ref["seconds_per_trajectory"],
+         "reference": os.path.relpath(REFERENCE, ROOT)}
+    for k in keys:
+        o = ref["observables"][k]
+        h[k] = {"value": o["mean"], "error": o["error"], "tau_int": o["tau_int"]}
+    rows = {k: {"flow": f.get(k), "hmc": h[k], "deviation_sigma": _sigma(f.get(k), h[k])} for k in keys}
+    out = {"flow": f, "hmc": h, "compare": rows}
+    if f["measurements"]:
+        pure = training_seconds(os.path.join(ROOT, "validation", "flow", "runs", "su3_4444_b1.0_planes")) or 0
+        cf, ch = _cost(f, "plaquette"), _cost(h, "plaquette")
+        cft = _cost(f, "plaquette", (f.get("training_seconds") or 0) + pure)
+        out["cost_per_independent_plaquette"] = {"flow": cf, "flow_with_training": cft, "hmc": ch,
+                                                 "hmc_over_flow": ch / cf if cf else None,
+                                                 "hmc_over_flow_with_training": ch / cft if cft else None}
+        out["pass"] = bool(f["measurements"] >= 20000 and all(
+            r["deviation_sigma"] is not None and abs(r["deviation_sigma"]) < 2 for r in rows.values()))
+    return out
+
+
+def reweight(L: str, kappa: str, report_only: bool, samples: int) -> dict | None:
+    path = os.path.join(VAL, "runs", f"reweight_L{L}_b2_k{kappa}.json")
+    if not report_only and not os.path.exists(path):
+        subprocess.run([sys.executable, os.path.join(ROOT, "tools", "reweight_flow.py"), MODEL[L],
+                        "--beta", "2", "--kappa", kappa, "--samples", str(samples), "--out", path],
+                       cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    try:
+        with open(path) as fh:
+            return json.load(fh)
+    except FileNotFoundError:
+        return None
+
+
+def schwinger(L: str, np_, report_only):
+    keys = ("plaquette", "Q2", "topological_charge", "condensate")
+    out = {}
+    for kappa in KAPPAS:
+        f = chain(run(f"flow_schwinger_L{L}_b2_k{kappa}", np_, report_only), keys)
+        h = chain(run(f"hmc_schwinger_L{L}_b2_k{kappa}", np_, report_only), keys)
+        rw = reweight(L, kappa, report_only, 20000 if L == "8" else 5000)
+        rwv = {}
+        if rw:
+            rwv = {"plaquette": {"value": rw["plaquette"]["reweighted"], "error": rw["plaquette"]["error"]},
+                   "Q2": {"value": rw["Q2"]["reweighted"], "error": rw["Q2"]["error"]}}
+        rows = {}
+        for k in keys:
+            rows[k] = {"flow": f.get(k), "hmc": h.get(k), "reweighting": rwv.get(k),
+                       "flow_minus_hmc_sigma": _sigma(f.get(k), h.get(k)),
+                       "flow_minus_reweighting_sigma": _sigma(f.get(k), rwv.get(k)),
+                       "hmc_minus_reweighting_sigma": _sigma(h.get(k), rwv.get(k))}
+        row = {"flow": f, "hmc": h, "reweighting": rw, "compare": rows}
+        if f.get("topological_charge") and h.get("topological_charge"):
+            earlier = sum(training_seconds(os.path.join(ROOT, "validation", "flow", "runs", e)) or 0
+                          for e in EARLIER[L])
+            cf = _cost(f, "topological_charge")
+            cft = _cost(f, "topological_charge", (f.get("training_seconds") or 0) + earlier)
+            ch = _cost(h, "topological_charge")
+            row["cost_per_independent_Q"] = {
+                "flow": cf, "flow_with_training": cft, "hmc": ch, "hmc_over_flow": ch / cf,
+                "hmc_over_flow_with_training": ch / cft,
+                "tau_int_Q_hmc_over_flow": h["topological_charge"]["tau_int"] / f["topological_charge"]["tau_int"]}
+        out[f"kappa{kappa}"] = row
+    return out
+
+
+PARTS = {"nf2_4d": nf2_4d, "schwinger_L8": lambda n, r: schwinger("8", n, r),
+         "schwinger_L16": lambda n, r: schwinger("16", n, r)}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--only", default=",".join(PARTS))
+    ap.add_argument("--np", type=int, default=1)
+    ap.add_argument("--out", default=None)
+    ap.add_argument("--report-only", action="store_true")
+    a = ap.parse_args()
+    out = {"date": datetime.date.today().isoformat(), "host": socket.gethostname(),
+           "machine": f"{platform.machine()}, {os.cpu_count()} cores (no GPU)", "ranks": a.np,
+           "script": "tools/validate_flow_fermions.py"}
+    for part in a.only.split(","):
+        if part not in PARTS:
+            sys.exit(f"--only: unknown part {part!r} (parts: {', '.join(PARTS)})")
+        out[part] = PARTS[part](a.np, a.report_only)
+    text = json.dumps(out, indent=1, default=float)
+    print(text)
+    if a.out:
+        with open(a.out, "w") as fh:
+            fh.write(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
