@@ -10,7 +10,9 @@ log-weight is ``-phi^dag X_j phi + eta^dag eta`` with ``phi = T(r_j)^dag eta``, 
   M_1)`` and ``det(W_j^dag W_j)`` (dense), so the product is ``det(M^dag M)``;
 - each factor's variance is ``sum_i (1 - mu_i)^2`` over the eigenvalues of ``T X_j T^dag`` (dense):
   this pins the triangular operator's ``r_j`` (the mean does not depend on it, ``det T = 1``);
-- the factors sum to the record's ``log_w_fermion``, and together spread less than one factor.
+- the factors sum to the record's ``log_w_fermion``, and together spread less than one factor;
+- the ``stochastic`` route's factors estimate their determinant ratios between two fields, with the
+  dense variance.
 """
 
 import numpy as np
@@ -107,6 +109,42 @@ def test_the_factorisation_spreads_the_weights_less_than_one_factor(setup):
     assert split < 0.6 * one
 
 
+def test_each_stochastic_hasenbusch_factor_estimates_its_determinant_ratio(setup):
+    """The ``stochastic`` route's factors between the field and a nearby one: ``E[r_j] =
+    det(W_j'^dag W_j') / det(W_j^dag W_j)`` (``j = 0``: ``M_1``), with the dense variance
+    ``sum (1 - mu)^2`` over the eigenvalues of ``W_j (W_j'^dag W_j')^{-1} W_j^dag``."""
+    lat, U, *_ = setup
+    rng = CounterRNG(9)
+    dU = torch.tensor(np.stack([0.9 * (rng.uniform(("d", mu), lat.global_index, 1)[..., 0] - 0.5)
+                                for mu in range(2)]))
+    V = U[0] + dU
+    fields = [gauge_field(lat, U1, complex_links(U1, u[None])[0].numpy()) for u in (U[0], V)]
+    ks = LEVELS + (KAPPA,)
+    M = [[dense_schur(WilsonDirac(f, k)) for k in ks] for f in fields]
+    W = [[M[f][0]] + [M[f][j] @ np.linalg.inv(M[f][j - 1]) for j in range(1, len(ks))] for f in (0, 1)]
+    det = FermionDeterminant(lat, U1, KAPPA, "stochastic", CounterRNG(11), CounterRNG(12),
+                             hasenbusch=LEVELS)
+    n = 600
+    logr = []
+    for i in range(n):
+        cur, new = det.ratio_terms(U[0], V, i)
+        logr.append(det.last_ratio_factors)
+        assert abs(sum(det.last_ratio_factors) - (new - cur)) < 1e-10
+    logr = np.array(logr)
+    for j in range(len(ks)):
+        Wc, Wn = W[0][j], W[1][j]
+        target = np.linalg.slogdet(Wn.conj().T @ Wn)[1] - np.linalg.slogdet(Wc.conj().T @ Wc)[1]
+        mu = np.linalg.eigvalsh(Wc @ np.linalg.solve(Wn.conj().T @ Wn, Wc.conj().T))
+        assert mu.min() > 0.5
+        w = np.exp(logr[:, j] - target)
+        err = w.std(ddof=1) / np.sqrt(n)
+        want = np.sum((1 - mu) ** 2)
+        print(f"stochastic factor {j}: E[r] / ratio = {w.mean():.4f}({err:.4f}); var {logr[:, j].var():.4f}"
+              f" vs dense {want:.4f}")
+        assert err < 0.05 and abs(w.mean() - 1) < 4 * err
+        assert abs(logr[:, j].var(ddof=1) - want) < 0.2 * want
+
+
 @pytest.mark.parametrize("levels,kw,message", [
     ((0.3,), {}, "must increase, be positive and stay below fermions.kappa"),
     ((0.2, 0.1), {}, "must increase"),
@@ -119,5 +157,5 @@ def test_hasenbusch_levels_that_do_not_fit_are_refused(levels, kw, message):
                            hasenbusch=levels, **kw)
     if not kw:
         with pytest.raises(ConfigError, match="fermions.hasenbusch"):
-            FermionDeterminant(lat, U1, KAPPA, "stochastic", CounterRNG(1), CounterRNG(2),
-                               hasenbusch=levels)
+            FermionDeterminant(lat, U1, KAPPA, "exact", CounterRNG(1), CounterRNG(2),
+                               hasenbusch=(0.1,))

@@ -426,6 +426,8 @@ class FlowJob(JobType):
             cur_f, new_f = self.fermion.ratio_terms(self.current, U[k], i)
             self.metro.log_w = self.log_w_gauge + cur_f
             extra["log_w_fermion"] = new_f - cur_f  # log r, the estimated det ratio
+            if self.fermion.last_ratio_factors is not None:  # Hasenbusch: each factor's log r
+                extra["log_w_fermion_factors"] = list(self.fermion.last_ratio_factors)
             lw_k = lw_k + new_f
         accepted = self.metro.step(i, lw_k)
         if accepted and gibbs:

@@ -49,7 +49,11 @@ k_m]``, increasing, below ``kappa``; Hasenbusch, Phys. Lett. B 519 (2001) 177)
     at ``kappa = 0.24`` 3.7 (``mu_min = 0.41``) against 1.2 for ``[0.17, 0.21]``
     (``mu_min >= 0.79``).  ``tests/test_flow_hasenbusch.py`` checks each factor's mean and
     variance against the dense matrices.  The records carry each factor's part
-    (``log_w_fermion_factors``) and the summary their variances.  Training is unchanged (one
+    (``log_w_fermion_factors``) and the summary their variances.  The ``stochastic`` route
+    factorises the same way: before proposal ``i``, at the current field, ``phi_0 = M_1^dag
+    eta_0`` and ``phi_j = W_j^dag eta_j = M_j^{-dag} M_{j+1}^dag eta_j`` (the heatbath of each
+    factor; one extra solve), counters ``("flow-sr", i)`` and ``("flow-sr-h", j, i)``, and
+    ``log r = sum_j (eta_j^dag eta_j - S_j(U'))`` estimates the ratio factor by factor.  Training is unchanged (one
     heatbath pseudofermion at ``kappa``: the factorisation changes the variance of the weights,
     not the expectation of the gradient).
 ``stochastic`` (an unbiased estimate of the determinant ratio in the accept step)
@@ -74,7 +78,7 @@ import torch
 from ..errors import ConfigError
 from ..fermions import SchurOperator, WilsonDirac, inner
 from ..hmc.pseudofermions import gaussian_source
-from .fermions import (_fields, complex_links, draw_pseudofermion, logdet_action,
+from .fermions import (_fields, _normal_solve, complex_links, draw_pseudofermion, logdet_action,
                        pseudofermion_action)
 
 TREATMENTS = ("exact", "pseudofermion", "stochastic")
@@ -116,14 +120,15 @@ class FermionDeterminant:
             raise ConfigError(f"fermions.hasenbusch = {hasenbusch!r}: a list of kappas") from None
         if self.hasenbusch:
             ks = self.hasenbusch + (self.kappa,)
-            if treatment != "pseudofermion" or proposal != "triangular":
+            if treatment == "exact" or (treatment == "pseudofermion" and proposal != "triangular"):
                 raise ConfigError("fermions.hasenbusch factorises the weights of determinant = "
-                                  "'pseudofermion' with proposal = 'triangular'; got determinant = "
-                                  f"{treatment!r}, proposal = {proposal!r}")
+                                  "'pseudofermion' (with proposal = 'triangular') or 'stochastic'; "
+                                  f"got determinant = {treatment!r}, proposal = {proposal!r}")
             if not (ks[0] > 0 and all(a < b for a, b in zip(ks[:-1], ks[1:]))):
                 raise ConfigError(f"fermions.hasenbusch = {list(self.hasenbusch)}: the kappas must "
                                   f"increase, be positive and stay below fermions.kappa = {self.kappa}")
         self.last_factors = None  # (B, factors) of the latest proposal_terms (Hasenbusch)
+        self.last_ratio_factors = None  # each factor's log r of the latest ratio_terms
         self._free = None
         self._paths = None
 
@@ -160,6 +165,30 @@ class FermionDeterminant:
             S = pseudofermion_action(self.lattice, self.group, U64, phis, self.kappa, self.bc,
                                      self.tol).cpu().numpy()
         return -S + np.array(eta2)
+
+    def _factorised_ratio(self, current, proposal, i: int) -> tuple[float, float]:
+        """:meth:`ratio_terms` with the Hasenbusch factors (module docstring); each factor's
+        ``log r_j`` in :attr:`last_ratio_factors`."""
+        ks = self.hasenbusch + (self.kappa,)
+        cur, new = (_fields(self.lattice, self.group, complex_links(self.group, u.unsqueeze(0).to(_double(u))))[0]
+                    for u in (current, proposal))
+        U_new = proposal.unsqueeze(0).to(_double(proposal))
+        cur_parts, new_parts = [], []
+        for j in range(len(ks)):
+            top = SchurOperator(WilsonDirac(cur, ks[j], 0.0, self.bc))
+            key = ("flow-sr", int(i)) if j == 0 else ("flow-sr-h", j, int(i))
+            eta = gaussian_source(self.lattice, self.rng, key, cur.backend, site_shape=top.D.site_shape)
+            phi = top.apply_dagger(eta)  # j = 0: M_1^dag eta
+            if j > 0:  # phi_j = W_j^dag eta = M_j^-dag M_{j+1}^dag eta (the heatbath at the current field)
+                low = SchurOperator(WilsonDirac(cur, ks[j - 1], 0.0, self.bc))
+                phi = low.apply(_normal_solve(low, phi, self.tol, 10_000, "Hasenbusch heatbath").x)
+                phi = SchurOperator(WilsonDirac(new, ks[j - 1], 0.0, self.bc)).apply_dagger(phi)
+            with torch.no_grad():
+                S = pseudofermion_action(self.lattice, self.group, U_new, [phi], ks[j], self.bc, self.tol)
+            cur_parts.append(-float(inner(self.lattice, eta, eta).real))
+            new_parts.append(-float(S[0]))
+        self.last_ratio_factors = [n - c for n, c in zip(new_parts, cur_parts)]
+        return float(sum(cur_parts)), float(sum(new_parts))
 
     def _factorised_terms(self, U64, fields, first: int) -> np.ndarray:
         """The Hasenbusch-factorised fermion parts (module docstring), ``(B,)``; each factor's
@@ -211,6 +240,8 @@ class FermionDeterminant:
         return ``(-eta^dag eta, -S_pf(proposal, phi))``, the fermion parts of the current
         field's and of the proposal's log-weights given ``phi`` (single fields, float64); their
         difference is ``log r``."""
+        if self.hasenbusch:
+            return self._factorised_ratio(current, proposal, i)
         cur = current.unsqueeze(0).to(_double(current))
         (phi, eta2), = draw_pseudofermion(self.lattice, self.group, cur, self.kappa, self.rng,
                                           ("flow-sr",), self.bc, [int(i)], with_eta=True)
