@@ -79,7 +79,7 @@ from ..errors import ConfigError
 from ..fermions import SchurOperator, WilsonDirac, inner
 from ..hmc.pseudofermions import gaussian_source
 from .fermions import (_fields, _normal_solve, complex_links, draw_pseudofermion, logdet_action,
-                       pseudofermion_action)
+                       pseudofermion_action, pseudofermion_values)
 
 TREATMENTS = ("exact", "pseudofermion", "stochastic")
 
@@ -156,14 +156,13 @@ class FermionDeterminant:
                 return -logdet_action(self.lattice, self.group, U64, self.kappa, self.bc).cpu().numpy()
             fields = _fields(self.lattice, self.group, complex_links(self.group, U64))
             if self.hasenbusch:
-                return self._factorised_terms(U64, fields, first)
+                return self._factorised_terms(fields, first)
             phis, eta2 = [], []
             for b, field in enumerate(fields):
                 phi, e2 = self._proposed_pseudofermion(field, first + b)
                 phis.append(phi)
                 eta2.append(e2)
-            S = pseudofermion_action(self.lattice, self.group, U64, phis, self.kappa, self.bc,
-                                     self.tol).cpu().numpy()
+            S = pseudofermion_values(self.lattice, fields, phis, self.kappa, self.bc, self.tol)
         return -S + np.array(eta2)
 
     def _factorised_ratio(self, current, proposal, i: int) -> tuple[float, float]:
@@ -172,7 +171,6 @@ class FermionDeterminant:
         ks = self.hasenbusch + (self.kappa,)
         cur, new = (_fields(self.lattice, self.group, complex_links(self.group, u.unsqueeze(0).to(_double(u))))[0]
                     for u in (current, proposal))
-        U_new = proposal.unsqueeze(0).to(_double(proposal))
         cur_parts, new_parts = [], []
         for j in range(len(ks)):
             top = SchurOperator(WilsonDirac(cur, ks[j], 0.0, self.bc))
@@ -183,14 +181,13 @@ class FermionDeterminant:
                 low = SchurOperator(WilsonDirac(cur, ks[j - 1], 0.0, self.bc))
                 phi = low.apply(_normal_solve(low, phi, self.tol, 10_000, "Hasenbusch heatbath").x)
                 phi = SchurOperator(WilsonDirac(new, ks[j - 1], 0.0, self.bc)).apply_dagger(phi)
-            with torch.no_grad():
-                S = pseudofermion_action(self.lattice, self.group, U_new, [phi], ks[j], self.bc, self.tol)
+            S = pseudofermion_values(self.lattice, [new], [phi], ks[j], self.bc, self.tol)
             cur_parts.append(-float(inner(self.lattice, eta, eta).real))
             new_parts.append(-float(S[0]))
         self.last_ratio_factors = [n - c for n, c in zip(new_parts, cur_parts)]
         return float(sum(cur_parts)), float(sum(new_parts))
 
-    def _factorised_terms(self, U64, fields, first: int) -> np.ndarray:
+    def _factorised_terms(self, fields, first: int) -> np.ndarray:
         """The Hasenbusch-factorised fermion parts (module docstring), ``(B,)``; each factor's
         part in :attr:`last_factors` ``(B, factors)``."""
         ks = self.hasenbusch + (self.kappa,)
@@ -205,8 +202,7 @@ class FermionDeterminant:
                     phi = SchurOperator(WilsonDirac(field, ks[j - 1], 0.0, self.bc)).apply_dagger(phi)
                 phis.append(phi)
                 eta2.append(e2)
-            S = pseudofermion_action(self.lattice, self.group, U64, phis, ks[j], self.bc,
-                                     self.tol).cpu().numpy()
+            S = pseudofermion_values(self.lattice, fields, phis, ks[j], self.bc, self.tol)
             parts.append(-S + np.array(eta2))
         self.last_factors = np.stack(parts, axis=1)
         return self.last_factors.sum(axis=1)

@@ -103,19 +103,30 @@ def _normal_solve(S, b, tol, maxiter, what):
         raise SolverError(f"{what} (kappa={S.kappa}): {exc}", exc.result) from exc
 
 
+def _pseudofermion_solves(lattice, fields, phi, kappa, bc, tol, maxiter):
+    """``([S_pf], [(D, psi)])`` per field: ``psi = (M^dag M)^{-1} phi``, ``S_pf = phi^dag psi``."""
+    out, saved = [], []
+    for b, field in enumerate(fields):
+        D = WilsonDirac(field, kappa, 0.0, bc)
+        res = _normal_solve(SchurOperator(D), phi[b], tol, maxiter, f"pseudofermion action, sample {b}")
+        out.append(inner(lattice, phi[b], res.x).real)  # collective
+        saved.append((D, res.x))
+    return out, saved
+
+
+def pseudofermion_values(lattice, fields, phi, kappa: float, bc=None, tol: float = 1e-12,
+                         maxiter: int = 10_000) -> np.ndarray:
+    """Collective, not differentiable: ``S_pf`` of each of the refreshed gauge ``fields`` (the
+    Metropolis weights: no second copy of the links), float64 ``(B,)``."""
+    return np.array(_pseudofermion_solves(lattice, fields, phi, kappa, bc, tol, maxiter)[0])
+
+
 class _PseudofermionFunction(torch.autograd.Function):
     """``S_pf`` per sample; backward: ``-2 Re <chi, dM psi>`` as a link gradient."""
 
     @staticmethod
     def forward(ctx, U, lattice, group, phi, kappa, bc, tol, maxiter):
-        fields = _fields(lattice, group, U)
-        out, saved = [], []
-        for b, field in enumerate(fields):
-            D = WilsonDirac(field, kappa, 0.0, bc)
-            M = SchurOperator(D)
-            res = _normal_solve(M, phi[b], tol, maxiter, f"pseudofermion action, sample {b}")
-            out.append(inner(lattice, phi[b], res.x).real)  # collective
-            saved.append((D, res.x))
+        out, saved = _pseudofermion_solves(lattice, _fields(lattice, group, U), phi, kappa, bc, tol, maxiter)
         ctx.saved, ctx.dtype = saved, U.dtype
         return torch.tensor(out, dtype=torch.float64, device=U.device)
 
@@ -286,5 +297,5 @@ def logdet_action(lattice, group, U, kappa: float, bc=None, chunk: int = 64):
                                  None if bc is None else tuple(bc), int(chunk))
 
 
-__all__ = ["complex_links", "gauge_field", "pseudofermion_action", "draw_pseudofermion",
+__all__ = ["complex_links", "gauge_field", "pseudofermion_action", "pseudofermion_values", "draw_pseudofermion",
            "dense_schur", "logdet_normal", "logdet_action"]
