@@ -1,13 +1,17 @@
 #!/usr/bin/env python3
 """The variance of the pseudofermion part of a flow chain's log-weights, with and without the
-Hasenbusch factorisation (issue 14; :mod:`lattice_hpc.flows.determinant`), from dense spectra.
+even/odd and the Hasenbusch factorisations (issue 14; :mod:`lattice_hpc.flows.determinant`),
+from dense spectra.
 
 For one factor with proposal ``phi = T^dag eta`` and action ``phi^dag X phi`` the part of
 ``log w`` is ``-eta^dag (T X T^dag - 1) eta``: over ``eta`` its variance is ``sum (1 - mu)^2``
 over the eigenvalues ``mu`` of ``T X T^dag``, and ``exp`` of it has a finite variance only if
 every ``mu > 1/2``.  This script draws 2D U(1) fields with Gaussian link angles (plaquette about
 ``exp(-2 sigma^2)``), builds the dense even/odd operators, and prints both for a list of
-factorisations.  Usage::
+factorisations.  The rows ``"evenodd": false`` are the pseudofermion on all sites instead, with
+``D = 1 - kappa H`` itself and its triangular split ``(1 - kappa H_<)(1 - kappa H_>)`` (sites in
+memory order): what the even/odd factorisation ``det D = det D_hat`` (``D_oo = 1``) saves.
+Usage::
 
     python tools/hasenbusch_variance.py [--L 8] [--out bench/results/hasenbusch_variance_....json]
 """
@@ -33,6 +37,18 @@ def operators(theta, kappa, L, ns=2):
     low = np.where(site[:, None] > site[None, :], K2, 0)
     up = np.where(site[:, None] < site[None, :], K2, 0)
     return M, (np.eye(len(ie)) - low) @ (np.eye(len(ie)) - up)
+
+
+def full_lattice(theta, kappa):
+    """``(variance, mu_min)`` of one all-sites pseudofermion with the triangular proposal."""
+    D = dense_wilson(np.exp(1j * theta)[..., None, None], kappa)
+    n = D.shape[0]
+    site = np.arange(n) // 2
+    H = np.eye(n) - D  # kappa H
+    T = (np.eye(n) - np.where(site[:, None] > site[None, :], H, 0)) @ \
+        (np.eye(n) - np.where(site[:, None] < site[None, :], H, 0))
+    mu = np.linalg.eigvalsh(T @ np.linalg.solve(D.conj().T @ D, T.conj().T))
+    return float(np.sum((1 - mu) ** 2)), float(mu.min())
 
 
 def factors(theta, kappa, levels, L):
@@ -67,11 +83,17 @@ def main():
              (0.276, [0.18, 0.23, 0.26])]
     fields = [rng.normal(0, np.sqrt(a.sigma2), (2, a.L, a.L)) for _ in range(a.fields)]
     rows = []
+    for kappa in (0.24, 0.276):
+        per = [full_lattice(th, kappa) for th in fields]
+        rows.append({"kappa": kappa, "evenodd": False, "hasenbusch": [],
+                     "variance_total": round(float(np.mean([v for v, _ in per])), 3),
+                     "mu_min_per_factor": [round(min(m for _, m in per), 3)]})
+        print(json.dumps(rows[-1]))
     for kappa, levels in cases:
         per = [factors(th, kappa, levels, a.L) for th in fields]
         var = np.mean([[v for v, _ in f] for f in per], axis=0)
         mumin = np.min([[m for _, m in f] for f in per], axis=0)
-        rows.append({"kappa": kappa, "hasenbusch": levels, "variance_per_factor": var.round(3).tolist(),
+        rows.append({"kappa": kappa, "evenodd": True, "hasenbusch": levels, "variance_per_factor": var.round(3).tolist(),
                      "variance_total": round(float(var.sum()), 3), "mu_min_per_factor": mumin.round(3).tolist(),
                      "finite_weight_variance": bool(mumin.min() > 0.5)})
         print(json.dumps(rows[-1]))
