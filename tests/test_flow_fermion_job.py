@@ -109,7 +109,11 @@ def reference():
 # tailed than the exact ones (var log w_fermion ~2 with the triangular conditional, 120 with the
 # free one at kappa = 0.25: a few accepted moves in 2000), so their Gamma errors lag: the
 # triangular one gets a longer chain (a 16000-proposal chain of it gave -0.4 sigma), the free one
-# is tested at kappa = 0.15.
+# is tested at kappa = 0.15.  The Hasenbusch factors [0.15, 0.21] bring var log w_fermion to 1.0;
+# for the stochastic route they bring var log r from ~120 to 9.7 and the acceptance from 0.02 to
+# 0.12 (a 5000-proposal chain: plaquette +1.2 sigma), still too heavy-tailed for a short chain's
+# Gamma error, so that route's factors are checked on fixed fields (test_flow_hasenbusch.py) and
+# through the job on two ranks and after a kill below.
 CASES = [("exact", KAPPA, "", 2000), ("stochastic", KAPPA, "", 2000),
          ("pseudofermion", KAPPA, "", 6000), ("pseudofermion", 0.15, 'proposal = "free"', 1000),
          ("pseudofermion", KAPPA, "hasenbusch = [0.15, 0.21]", 3000)]
@@ -129,9 +133,9 @@ def test_each_determinant_treatment_reproduces_the_exact_determinant_plaquette(t
     assert abs(m - rm) < 2 * sigma
     recs = run_records(rd)
     assert len(recs) == measure and all("log_w_fermion" in r for r in recs)
-    if "hasenbusch" in extra:  # the factors' parts add up to the fermion log-weight
-        assert all(len(r["log_w_fermion_factors"]) == 3 for r in recs)
-        assert all(abs(sum(r["log_w_fermion_factors"]) - r["log_w_fermion"]) < 1e-9 for r in recs)
+    if "hasenbusch" in extra:  # each factor's part of log w (log r) in the records and summary
+        facs = [r["log_w_fermion_factors"] for r in recs if "log_w_fermion_factors" in r]
+        assert len(facs) >= measure - 1 and all(len(f) == 3 for f in facs)
         assert len(out["log_w_fermion_var_factors"]) == 3
     assert 0 < out["acceptance"][0] < 1
     if det == "exact":  # the determinant matters here: the quenched value is excluded
@@ -146,7 +150,8 @@ OBS = "pion = true\ncondensate_noise = 2"
 
 
 @pytest.mark.parametrize("det,extra", [("pseudofermion", ""), ("stochastic", ""),
-                                       ("pseudofermion", "hasenbusch = [0.06]")])
+                                       ("pseudofermion", "hasenbusch = [0.06]"),
+                                       ("stochastic", "hasenbusch = [0.06]")])
 def test_fermion_chains_are_the_same_on_two_ranks_and_resume_exactly(tmp_path, det, extra):
     obs = OBS + "\n" + extra
     job1, rd1 = _job(tmp_path, "one", det, obs, **FOUR_D)
@@ -160,8 +165,12 @@ def test_fermion_chains_are_the_same_on_two_ranks_and_resume_exactly(tmp_path, d
         assert abs(x["log_w_fermion"] - y["log_w_fermion"]) < 1e-9 * max(1.0, abs(y["log_w_fermion"]))
         assert abs(x["plaquette"] - y["plaquette"]) < 1e-12
         assert np.allclose(x["pion"], y["pion"], rtol=1e-10) and abs(x["condensate"] - y["condensate"]) < 1e-10
-        if extra:  # Hasenbusch: each factor's part of log w
-            assert np.allclose(x["log_w_fermion_factors"], y["log_w_fermion_factors"], rtol=1e-9)
+        if extra:  # Hasenbusch: each factor's part of log w (stochastic: from the first acceptance on)
+            assert ("log_w_fermion_factors" in x) == ("log_w_fermion_factors" in y)
+            if "log_w_fermion_factors" in x:
+                assert np.allclose(x["log_w_fermion_factors"], y["log_w_fermion_factors"], rtol=1e-9)
+    if extra:
+        assert sum("log_w_fermion_factors" in r for r in a) >= len(a) - 2
     for r in a:  # the accepted fields' fermionic observables, kept by rejected proposals
         assert len(r["pion"]) == 4 and all(c > 0 for c in r["pion"]) and r["condensate"] > 0
         assert 0 <= r["polyakov_abs"] < 1
@@ -179,6 +188,9 @@ def test_fermion_chains_are_the_same_on_two_ranks_and_resume_exactly(tmp_path, d
     (["fermions.determinant=\"noisy\""], "fermions.determinant"),
     (["fermions.hasenbusch=[0.1]"], "fermions.hasenbusch factorises the weights of determinant = "
                                     "'pseudofermion'"),
+    (["fermions.determinant=\"pseudofermion\"", "fermions.hasenbusch=[0.3]"],
+     "the kappas must increase, be positive and stay below fermions.kappa = 0.25"),
+    (["fermions.flavours=0", "fermions.hasenbusch=[0.1]"], "but fermions.flavours = 0"),
 ])
 def test_fermion_settings_that_do_not_fit_are_refused(tmp_path, sets, message):
     job, rd = _job(tmp_path, "bad", "exact")

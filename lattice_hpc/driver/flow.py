@@ -59,8 +59,9 @@ Keys (beyond :data:`.config.COMMON`), defaults in brackets::
              determinant`), proposal ["triangular"] (triangular | free: the operator M_0 of the
              pseudofermion proposals phi = s M_0^dag eta), proposal_kappa [0.0] (of free; 0:
              kappa), proposal_scale [1.0] (s), hasenbusch [[]] (intermediate kappas k_1 < ... <
-             kappa: the pseudofermion weights factorised as det(M_1^dag M_1) prod det(W^dag W),
-             one pseudofermion each; records then carry log_w_fermion_factors), tol [1e-12]
+             kappa: the pseudofermion weights or the stochastic ratio factorised as
+             det(M_1^dag M_1) prod det(W^dag W), one pseudofermion each; records then carry
+             log_w_fermion_factors), tol [1e-12]
              (CG), pion [false] (the pion correlator of each accepted field in the records), condensate_noise [0] (Z2 vectors
              of (1/V) Tr D^-1 per accepted field; 0: off); the records then also carry the
              Polyakov loop.  Records then carry ``log_w_fermion``
@@ -161,6 +162,19 @@ class FlowJob(JobType):
                 raise ConfigError(f"{source}: sample.heatbath_every = {cfg['sample']['heatbath_every']}"
                                   ": the heatbath is that of the pure gauge action; with "
                                   "fermions.flavours = 2 the chain takes flow proposals only")
+        hb = fe["hasenbusch"]
+        if hb:
+            if not fe["flavours"]:
+                raise ConfigError(f"{source}: fermions.hasenbusch = {hb!r} factorises the fermion "
+                                  "determinant, but fermions.flavours = 0")
+            if not all(isinstance(k, (int, float)) and not isinstance(k, bool) for k in hb):
+                raise ConfigError(f"{source}: fermions.hasenbusch = {hb!r} must be a list of kappas")
+            try:  # the order and the treatment (the same checks as the sampler's)
+                from ..flows.determinant import check_hasenbusch
+
+                check_hasenbusch(hb, fe["kappa"], fe["determinant"], fe["proposal"])
+            except ConfigError as exc:
+                raise ConfigError(f"{source}: {exc}") from None
         try:
             check_tiling(cfg["lattice"]["dims"], layer_masks(nd, f["layers"], f["masks"]))
         except ConfigError as exc:

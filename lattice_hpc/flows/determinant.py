@@ -54,8 +54,11 @@ k_m]``, increasing, below ``kappa``; Hasenbusch, Phys. Lett. B 519 (2001) 177)
     (``log_w_fermion_factors``) and the summary their variances.  The ``stochastic`` route
     factorises the same way: before proposal ``i``, at the current field, ``phi_0 = M_1^dag
     eta_0`` and ``phi_j = W_j^dag eta_j = M_j^{-dag} M_{j+1}^dag eta_j`` (the heatbath of each
-    factor; one extra solve), counters ``("flow-sr", i)`` and ``("flow-sr-h", j, i)``, and
-    ``log r = sum_j (eta_j^dag eta_j - S_j(U'))`` estimates the ratio factor by factor.  Training is unchanged (one
+    factor: one extra solve per factor ``j >= 1``, ``2m + 1`` solves per proposal in all),
+    counters ``("flow-sr", i)`` and ``("flow-sr-h", j, i)``, and ``log r = sum_j (eta_j^dag
+    eta_j - S_j(U'))`` estimates the ratio factor by factor.  The current field's part
+    ``S_j(U) = eta_j^dag eta_j`` holds to the heatbath solve's residual: keep ``fermions.tol``
+    tight (the default 1e-12; 1e-10 where CG stagnates near the critical ``kappa``).  Training is unchanged (one
     heatbath pseudofermion at ``kappa``: the factorisation changes the variance of the weights,
     not the expectation of the gradient).
 ``stochastic`` (an unbiased estimate of the determinant ratio in the accept step)
@@ -86,6 +89,27 @@ from .fermions import (_fields, _normal_solve, complex_links, draw_pseudofermion
 TREATMENTS = ("exact", "pseudofermion", "stochastic")
 
 
+def check_hasenbusch(levels, kappa: float, treatment: str, proposal: str) -> tuple:
+    """The Hasenbusch levels as floats, or a :class:`ConfigError` naming what does not fit:
+    they must increase, be positive and stay below ``kappa``, for the ``pseudofermion`` route
+    with the ``triangular`` proposal or the ``stochastic`` route."""
+    try:
+        ks = tuple(float(k) for k in levels)
+    except (TypeError, ValueError):
+        raise ConfigError(f"fermions.hasenbusch = {levels!r}: a list of kappas") from None
+    if not ks:
+        return ks
+    if treatment == "exact" or (treatment == "pseudofermion" and proposal != "triangular"):
+        raise ConfigError("fermions.hasenbusch factorises the weights of determinant = "
+                          "'pseudofermion' (with proposal = 'triangular') or 'stochastic'; "
+                          f"got determinant = {treatment!r}, proposal = {proposal!r}")
+    full = ks + (float(kappa),)
+    if not (full[0] > 0 and all(a < b for a, b in zip(full[:-1], full[1:]))):
+        raise ConfigError(f"fermions.hasenbusch = {list(ks)}: the kappas must increase, be "
+                          f"positive and stay below fermions.kappa = {float(kappa)}")
+    return ks
+
+
 class FermionDeterminant:
     """Two Wilson flavours at ``kappa`` in a flow job, by ``treatment`` (module docstring).
 
@@ -100,8 +124,8 @@ class FermionDeterminant:
         proposal_scale: ``s`` in ``phi' = s M_0^dag eta`` (its Jacobian is a constant).
         proposal: ``M_0`` of the ``pseudofermion`` proposals, ``triangular`` or ``free``.
         tol: relative residual of the CG solves.
-        hasenbusch: the intermediate ``kappa`` s of the factorised ``pseudofermion`` weights
-            (increasing, each below ``kappa``; empty: one factor).
+        hasenbusch: the intermediate ``kappa`` s of the factorised ``pseudofermion`` weights or
+            ``stochastic`` ratio (increasing, each below ``kappa``; empty: one factor).
     """
 
     def __init__(self, lattice, group, kappa: float, treatment: str, rng, train_rng, bc=None,
@@ -116,19 +140,7 @@ class FermionDeterminant:
         if proposal not in ("triangular", "free"):
             raise ConfigError(f"fermions.proposal = {proposal!r}: use triangular or free")
         self.proposal = proposal
-        try:
-            self.hasenbusch = tuple(float(k) for k in hasenbusch)
-        except (TypeError, ValueError):
-            raise ConfigError(f"fermions.hasenbusch = {hasenbusch!r}: a list of kappas") from None
-        if self.hasenbusch:
-            ks = self.hasenbusch + (self.kappa,)
-            if treatment == "exact" or (treatment == "pseudofermion" and proposal != "triangular"):
-                raise ConfigError("fermions.hasenbusch factorises the weights of determinant = "
-                                  "'pseudofermion' (with proposal = 'triangular') or 'stochastic'; "
-                                  f"got determinant = {treatment!r}, proposal = {proposal!r}")
-            if not (ks[0] > 0 and all(a < b for a, b in zip(ks[:-1], ks[1:]))):
-                raise ConfigError(f"fermions.hasenbusch = {list(self.hasenbusch)}: the kappas must "
-                                  f"increase, be positive and stay below fermions.kappa = {self.kappa}")
+        self.hasenbusch = check_hasenbusch(hasenbusch, self.kappa, treatment, proposal)
         self.last_factors = None  # (B, factors) of the latest proposal_terms (Hasenbusch)
         self.last_ratio_factors = None  # each factor's log r of the latest ratio_terms
         self._free = None
@@ -237,7 +249,9 @@ class FermionDeterminant:
         """Collective (``stochastic``): draw ``phi = M(current)^dag eta`` for proposal ``i`` and
         return ``(-eta^dag eta, -S_pf(proposal, phi))``, the fermion parts of the current
         field's and of the proposal's log-weights given ``phi`` (single fields, float64); their
-        difference is ``log r``."""
+        difference is ``log r``.  With Hasenbusch factors, one ``phi_j`` per factor (module
+        docstring), the sums over the factors, each factor's ``log r_j`` in
+        :attr:`last_ratio_factors`."""
         if self.hasenbusch:
             return self._factorised_ratio(current, proposal, i)
         cur = current.unsqueeze(0).to(_double(current))
@@ -253,4 +267,4 @@ def _double(t: torch.Tensor):
     return torch.complex128 if t.is_complex() else torch.float64
 
 
-__all__ = ["FermionDeterminant", "TREATMENTS"]
+__all__ = ["FermionDeterminant", "TREATMENTS", "check_hasenbusch"]
