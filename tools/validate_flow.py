@@ -22,7 +22,8 @@ session is continued in the next one.  ``--report-only`` only reads what the run
   values like ``u1_L8``) and continued at L = 16 (u1_L16_b6_resized.toml);
 - ``su3`` (``su3_b1``: beta 1 only, with its second chain su3_4444_b1.0_planes_chain2.toml;
   ``su3_b1.25``, ``su3_b1.25_ft`` and ``su3_b2``: beta 1.25 (su3_4444_b1.25.toml and its second
-  stage su3_4444_b1.25_ft.toml) or 2 alone):
+  stage su3_4444_b1.25_ft.toml) or 2 alone; ``su3_b1.25_ft_chains``: the second stage's two
+  chains, su3_4444_b1.25_ft.toml and su3_4444_b1.25_ft_chain2.toml, and their combination):
   4D SU(3), 4^4, beta = 1 and 2: flow chain (su3_4444_b1.0_planes.toml, su3_4444_b2.0.toml) against the heatbath
   (quenched_su3_4444_b*.toml), plaquette within 2 combined sigma.
 """
@@ -113,6 +114,7 @@ EARLIER_STAGES = {"u1_L8_b2_ft": ["u1_L8_b2"], "u1_L8_b2_ft2": ["u1_L8_b2_ft", "
                   "u1_L8_b2_ft3": ["u1_L8_b2_ft2", "u1_L8_b2_ft", "u1_L8_b2"],
                   "su3_4444_b1.25": ["su3_4444_b1.0_planes"],
                   "su3_4444_b1.25_ft": ["su3_4444_b1.25", "su3_4444_b1.0_planes"],
+                  "su3_4444_b1.25_ft_chain2": ["su3_4444_b1.25_ft", "su3_4444_b1.25", "su3_4444_b1.0_planes"],
                   "su3_4444_b1.0_ft": ["su3_4444_b1.0"], "su3_4444_b2.0": ["su3_4444_b1.0_planes"],
                   "u1_L16_b6_resized": ["u1_L8_b6"]}
 
@@ -192,7 +194,8 @@ def u1_L16(np_, report_only, flows=None):
 #: the SU(3) flow job of each beta (beta 1: the planes mask order; su3_4444_b1.0(_ft) are the
 #: earlier stripes-order flows, committed as validation_flow_su3_cpu-2core_2026-12-01.json)
 SU3_FLOWS = {"1.0": "su3_4444_b1.0_planes", "1.0_chain2": "su3_4444_b1.0_planes_chain2",
-             "1.25": "su3_4444_b1.25", "1.25_ft": "su3_4444_b1.25_ft", "2.0": "su3_4444_b2.0"}
+             "1.25": "su3_4444_b1.25", "1.25_ft": "su3_4444_b1.25_ft",
+             "1.25_ft_chain2": "su3_4444_b1.25_ft_chain2", "2.0": "su3_4444_b2.0"}
 
 
 def su3(np_, report_only, betas=("1.0", "2.0")):
@@ -207,6 +210,18 @@ def su3(np_, report_only, betas=("1.0", "2.0")):
             row["deviation_sigma"] = d / math.hypot(f["plaquette"]["error"], hb["error"])
             row["pass"] = abs(row["deviation_sigma"]) < 2
         out[f"beta{b}"] = row
+    chains = [b for b in betas if out[f"beta{b}"].get("deviation_sigma") is not None]
+    if len(chains) > 1 and len({b.split("_")[0] for b in chains}) == 1:
+        # independent chains of one beta (the same flow or its stages): inverse-variance mean
+        vals = [(out[f"beta{b}"]["flow"]["plaquette"]["value"], out[f"beta{b}"]["flow"]["plaquette"]["error"])
+                for b in chains]
+        w = np.array([1 / e ** 2 for _, e in vals])
+        m = float(np.sum(w * np.array([v for v, _ in vals])) / w.sum())
+        e = float(1 / math.sqrt(w.sum()))
+        hb = out[f"beta{chains[0]}"]["heatbath_plaquette"]
+        dev = (m - hb["value"]) / math.hypot(e, hb["error"])
+        out["combined"] = {"chains": chains, "plaquette": m, "error": e, "deviation_sigma": dev,
+                           "pass": abs(dev) < 2}
     return out
 
 
@@ -232,6 +247,7 @@ def main():
                      "su3_b1": lambda n, r: su3(n, r, ("1.0", "1.0_chain2")),
                      "su3_b1.25": lambda n, r: su3(n, r, ("1.25",)),
                      "su3_b1.25_ft": lambda n, r: su3(n, r, ("1.25_ft",)),
+                     "su3_b1.25_ft_chains": lambda n, r: su3(n, r, ("1.25_ft", "1.25_ft_chain2")),
                      "su3_b2": lambda n, r: su3(n, r, ("2.0",))}[part](a.np, a.report_only)
     text = json.dumps(res, indent=1)
     print(text)
