@@ -31,7 +31,7 @@ from lattice_hpc.rng import CounterRNG
 
 U1 = get_group("U1")
 DIMS, KAPPA, LEVELS = (4, 4), 0.25, (0.15, 0.21)
-DRAWS, BATCH = 2000, 500
+DRAWS, BATCH = 1500, 500
 
 
 def _dense(apply, D):
