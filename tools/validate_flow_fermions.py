@@ -18,8 +18,9 @@ Each run is ``lattice-hpc run validation/flow_fermions/JOB.toml`` (``mpirun -n N
   and 0.276: flow chain (flow_schwinger_L*_b2_k*.toml, exact determinant) against HMC
   (hmc_schwinger_L*_b2_k*.toml): plaquette, <Q^2>, condensate, tau_int(Q), cost per independent Q
   sample; and a third estimate, independent of both chains: importance reweighting of fresh
-  proposals of the same flow by ``exp(-S_g - log q) det(D^dag D)`` with dense determinants
-  (tools/reweight_flow.py --kappa).  Each pair's difference is given in combined sigma.
+  proposals of the pure-gauge flow each flow chain started from by ``exp(-S_g - log q)
+  det(D^dag D)`` with dense determinants (tools/reweight_flow.py --kappa; stored as
+  runs/reweight_L*_b2_k*.json).  Each pair's difference is given in combined sigma.
 
 Gamma-method errors throughout (:func:`lattice_hpc.analysis.gamma_method`).
 """
