@@ -52,12 +52,13 @@ from lattice_hpc.flows.train import ess_per_sample  # noqa: E402
 from lattice_hpc.gauge import exact_u1  # noqa: E402
 
 
-def run(job: str, np_: int, report_only: bool) -> str:
-    path = os.path.join(VAL, job + ".toml")
+def run(job: str, np_: int, report_only: bool, val: str = VAL) -> str:
+    """Run (or with ``report_only`` only locate) ``val/job.toml``; returns its run directory."""
+    path = os.path.join(val, job + ".toml")
     if not report_only:
         cmd = (["mpirun", "-n", str(np_)] if np_ > 1 else []) + ["lattice-hpc", "run", path]
         subprocess.run(cmd, cwd=ROOT, check=True)
-    return os.path.join(VAL, "runs", _name(path))
+    return os.path.join(val, "runs", _name(path))
 
 
 def _name(path: str) -> str:

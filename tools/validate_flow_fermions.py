@@ -43,6 +43,7 @@ sys.path.insert(0, os.path.join(ROOT, "tools"))
 
 import numpy as np  # noqa: E402
 
+import validate_flow  # noqa: E402
 from validate_flow import gamma, records, seconds_per_step, training_seconds  # noqa: E402
 from lattice_hpc.flows.train import ess_per_sample  # noqa: E402
 
@@ -53,19 +54,8 @@ EARLIER = {"8": ["u1_L8_b2", "u1_L8_b2_ft", "u1_L8_b2_ft2", "u1_L8_b2_ft3"], "16
 MODEL = {"8": "validation/flow/models/u1_L8_b2_ft3.h5", "16": "validation/flow/models/u1_L16_b2.h5"}
 
 
-def _name(path: str) -> str:
-    import tomllib
-
-    with open(path, "rb") as fh:
-        return tomllib.load(fh)["job"]["name"]
-
-
 def run(job: str, np_: int, report_only: bool) -> str:
-    path = os.path.join(VAL, job + ".toml")
-    if not report_only:
-        cmd = (["mpirun", "-n", str(np_)] if np_ > 1 else []) + ["lattice-hpc", "run", path]
-        subprocess.run(cmd, cwd=ROOT, check=True)
-    return os.path.join(VAL, "runs", _name(path))
+    return validate_flow.run(job, np_, report_only, VAL)
 
 
 def _with_derived(recs):
