@@ -61,8 +61,8 @@ Keys (beyond :data:`.config.COMMON`), defaults in brackets::
              kappa), proposal_scale [1.0] (s), hasenbusch [[]] (intermediate kappas k_1 < ... <
              kappa: the pseudofermion weights or the stochastic ratio factorised as
              det(M_1^dag M_1) prod det(W^dag W), one pseudofermion each; records then carry
-             log_w_fermion_factors), tol [1e-12]
-             (CG), pion [false] (the pion correlator of each accepted field in the records), condensate_noise [0] (Z2 vectors
+             log_w_fermion_factors), tol [1e-12] (CG), pion [false] (the pion correlator of
+             each accepted field in the records), condensate_noise [0] (Z2 vectors
              of (1/V) Tr D^-1 per accepted field; 0: off); the records then also carry the
              Polyakov loop.  Records then carry ``log_w_fermion``
              (the fermion part of the proposal's log-weight; for ``stochastic`` the log of the
@@ -167,9 +167,7 @@ class FlowJob(JobType):
             if not fe["flavours"]:
                 raise ConfigError(f"{source}: fermions.hasenbusch = {hb!r} factorises the fermion "
                                   "determinant, but fermions.flavours = 0")
-            if not all(isinstance(k, (int, float)) and not isinstance(k, bool) for k in hb):
-                raise ConfigError(f"{source}: fermions.hasenbusch = {hb!r} must be a list of kappas")
-            try:  # the order and the treatment (the same checks as the sampler's)
+            try:  # numbers, their order and the treatment (the sampler's own checks)
                 from ..flows.determinant import check_hasenbusch
 
                 check_hasenbusch(hb, fe["kappa"], fe["determinant"], fe["proposal"])

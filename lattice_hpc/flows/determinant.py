@@ -49,8 +49,9 @@ k_m]``, increasing, below ``kappa``; Hasenbusch, Phys. Lett. B 519 (2001) 177)
     at ``kappa = 0.24`` 3.7 (``mu_min = 0.41``) against 1.2 for ``[0.17, 0.21]``
     (``mu_min >= 0.79``).  The even/odd factorisation itself (``det D = det D_hat``: the
     pseudofermion on the even sites) is the first such saving: on all sites, with the triangular
-    split of ``D``, the variance is 29 at ``kappa = 0.24`` and 47 at 0.276.  ``tests/test_flow_hasenbusch.py`` checks each factor's mean and
-    variance against the dense matrices.  The records carry each factor's part
+    split of ``D``, the variance is 29 at ``kappa = 0.24`` and 47 at 0.276.
+    ``tests/test_flow_hasenbusch.py`` checks each factor's mean and variance against the dense
+    matrices.  The records carry each factor's part
     (``log_w_fermion_factors``) and the summary their variances.  The ``stochastic`` route
     factorises the same way: before proposal ``i``, at the current field, ``phi_0 = M_1^dag
     eta_0`` and ``phi_j = W_j^dag eta_j = M_j^{-dag} M_{j+1}^dag eta_j`` (the heatbath of each
@@ -58,9 +59,9 @@ k_m]``, increasing, below ``kappa``; Hasenbusch, Phys. Lett. B 519 (2001) 177)
     counters ``("flow-sr", i)`` and ``("flow-sr-h", j, i)``, and ``log r = sum_j (eta_j^dag
     eta_j - S_j(U'))`` estimates the ratio factor by factor.  The current field's part
     ``S_j(U) = eta_j^dag eta_j`` holds to the heatbath solve's residual: keep ``fermions.tol``
-    tight (the default 1e-12; 1e-10 where CG stagnates near the critical ``kappa``).  Training is unchanged (one
-    heatbath pseudofermion at ``kappa``: the factorisation changes the variance of the weights,
-    not the expectation of the gradient).
+    tight (the default 1e-12; looser only where CG stagnates near the critical ``kappa``).
+    Training is unchanged (one heatbath pseudofermion at ``kappa``: the factorisation changes the
+    variance of the weights, not the expectation of the gradient).
 ``stochastic`` (an unbiased estimate of the determinant ratio in the accept step)
     Before proposal ``i`` the pseudofermion is drawn at the chain's *current* field,
     ``phi = M(U)^dag eta`` (counter ``("flow-sr", i)``), and
@@ -94,9 +95,11 @@ def check_hasenbusch(levels, kappa: float, treatment: str, proposal: str) -> tup
     they must increase, be positive and stay below ``kappa``, for the ``pseudofermion`` route
     with the ``triangular`` proposal or the ``stochastic`` route."""
     try:
+        if any(isinstance(k, (bool, str)) for k in levels):
+            raise TypeError
         ks = tuple(float(k) for k in levels)
     except (TypeError, ValueError):
-        raise ConfigError(f"fermions.hasenbusch = {levels!r}: a list of kappas") from None
+        raise ConfigError(f"fermions.hasenbusch = {levels!r} must be a list of kappas") from None
     if not ks:
         return ks
     if treatment == "exact" or (treatment == "pseudofermion" and proposal != "triangular"):
@@ -185,14 +188,15 @@ class FermionDeterminant:
         ks = self.hasenbusch + (self.kappa,)
         cur, new = (_fields(self.lattice, self.group, complex_links(self.group, u.unsqueeze(0).to(_double(u))))[0]
                     for u in (current, proposal))
+        on_cur = [SchurOperator(WilsonDirac(cur, k, 0.0, self.bc)) for k in ks]  # M_j(U)
         cur_parts, new_parts = [], []
         for j in range(len(ks)):
-            top = SchurOperator(WilsonDirac(cur, ks[j], 0.0, self.bc))
+            top = on_cur[j]
             key = ("flow-sr", int(i)) if j == 0 else ("flow-sr-h", j, int(i))
             eta = gaussian_source(self.lattice, self.rng, key, cur.backend, site_shape=top.D.site_shape)
             phi = top.apply_dagger(eta)  # j = 0: M_1^dag eta
             if j > 0:  # phi_j = W_j^dag eta = M_j^-dag M_{j+1}^dag eta (the heatbath at the current field)
-                low = SchurOperator(WilsonDirac(cur, ks[j - 1], 0.0, self.bc))
+                low = on_cur[j - 1]
                 phi = low.apply(_normal_solve(low, phi, self.tol, 10_000, "Hasenbusch heatbath").x)
                 phi = SchurOperator(WilsonDirac(new, ks[j - 1], 0.0, self.bc)).apply_dagger(phi)
             S = pseudofermion_values(self.lattice, [new], [phi], ks[j], self.bc, self.tol)
