@@ -5,7 +5,10 @@
   of the plaquette within 2 combined sigma, the reference coming from importance sampling of Haar
   fields weighted by ``exp(-S_g) det(D^dag D)`` with dense determinants
   (:mod:`lattice_hpc.fermions.dense`); the exact chain also differs from the quenched value;
-- the ``pseudofermion`` and ``stochastic`` chains are the same on 1 and 2 ranks (4D SU(3), grid
+- the learned pseudofermion conditional (``proposal = "learned"``) is trained before the chain,
+  written to ``conditional.json`` and the summary, and its chain is exact too;
+- the ``pseudofermion`` and ``stochastic`` chains (with the learned conditional as well) are the
+  same on 1 and 2 ranks (4D SU(3), grid
   1x1x1x2) to rounding, and resume bit-identically after a kill during sampling;
 - fermions on a lattice or with a chain they do not fit are refused with a message.
 """
@@ -113,10 +116,13 @@ def reference():
 # for the stochastic route they bring var log r from ~120 to 9.7 and the acceptance from 0.02 to
 # 0.12 (a 5000-proposal chain: plaquette +1.2 sigma), still too heavy-tailed for a short chain's
 # Gamma error, so that route's factors are checked on fixed fields (test_flow_hasenbusch.py) and
-# through the job on two ranks and after a kill below.
+# through the job on two ranks and after a kill below.  The pseudofermion Hasenbusch chain uses
+# the learned conditional (tools: lattice_hpc.flows.conditional; its dense properties are in
+# test_flow_conditional.py), so one chain checks both the factorised weights and the learned
+# proposals; the triangular one-factor chain above checks the unlearned proposal.
 CASES = [("exact", KAPPA, "", 2000), ("stochastic", KAPPA, "", 2000),
          ("pseudofermion", KAPPA, "", 6000), ("pseudofermion", 0.15, 'proposal = "free"', 1000),
-         ("pseudofermion", KAPPA, "hasenbusch = [0.15, 0.21]", 3000)]
+         ("pseudofermion", KAPPA, 'hasenbusch = [0.15, 0.21]\nproposal = "learned"\nconditional_steps = 20\nconditional_batch = 4', 3000)]
 
 
 @pytest.mark.parametrize("det,kappa,extra,measure", CASES)
@@ -138,6 +144,13 @@ def test_each_determinant_treatment_reproduces_the_exact_determinant_plaquette(t
         assert len(facs) >= measure - 1 and all(len(f) == 3 for f in facs)
         assert len(out["log_w_fermion_var_factors"]) == 3
     assert 0 < out["acceptance"][0] < 1
+    if "learned" in extra:  # the trained conditional: its history and parameters
+        with open(f"{rd}/conditional.json") as fh:
+            cond = json.load(fh)
+        assert len(cond["history"]) == 20 and cond["theta"] == out["conditional"]["theta"]
+        start = [[0.0, 1.0, 1.0, 1.0, 1.0]] * 3  # one set per Hasenbusch factor, from the triangular one
+        assert cond["history"][0]["theta"] == start
+        assert np.abs(np.array(cond["theta"]) - start).max() > 0.05  # it was trained
     if det == "exact":  # the determinant matters here: the quenched value is excluded
         qm, qe = reference["quenched"]
         assert abs(m - qm) > 2 * np.hypot(e, qe), (m, qm)
@@ -150,8 +163,9 @@ OBS = "pion = true\ncondensate_noise = 2"
 
 
 @pytest.mark.parametrize("det,extra", [("pseudofermion", ""), ("stochastic", ""),
-                                       ("pseudofermion", "hasenbusch = [0.06]"),
-                                       ("stochastic", "hasenbusch = [0.06]")])
+                                       ("stochastic", "hasenbusch = [0.06]"),
+                                       ("pseudofermion", 'proposal = "learned"\nhasenbusch = [0.06]\n'
+                                                         'conditional_steps = 3\nconditional_batch = 2')])
 def test_fermion_chains_are_the_same_on_two_ranks_and_resume_exactly(tmp_path, det, extra):
     obs = OBS + "\n" + extra
     job1, rd1 = _job(tmp_path, "one", det, obs, **FOUR_D)
@@ -191,6 +205,8 @@ def test_fermion_chains_are_the_same_on_two_ranks_and_resume_exactly(tmp_path, d
     (["fermions.determinant=\"pseudofermion\"", "fermions.hasenbusch=[0.3]"],
      "the kappas must increase, be positive and stay below fermions.kappa = 0.25"),
     (["fermions.flavours=0", "fermions.hasenbusch=[0.1]"], "but fermions.flavours = 0"),
+    (["fermions.determinant=\"stochastic\"", "fermions.proposal=\"learned\""],
+     "fermions.proposal = 'learned' is the learned pseudofermion conditional"),
 ])
 def test_fermion_settings_that_do_not_fit_are_refused(tmp_path, sets, message):
     job, rd = _job(tmp_path, "bad", "exact")

@@ -56,9 +56,14 @@ Keys (beyond :data:`.config.COMMON`), defaults in brackets::
     [fermions] flavours [0] (2: two degenerate Wilson flavours, 2D U1 -- the Schwinger model --
              or 4D SU3), kappa, determinant ["exact"] (exact | pseudofermion | stochastic: how
              det(D^dag D) enters the training loss and the chain, :mod:`lattice_hpc.flows.
-             determinant`), proposal ["triangular"] (triangular | free: the operator M_0 of the
-             pseudofermion proposals phi = s M_0^dag eta), proposal_kappa [0.0] (of free; 0:
-             kappa), proposal_scale [1.0] (s), hasenbusch [[]] (intermediate kappas k_1 < ... <
+             determinant`), proposal ["triangular"] (triangular | free | learned: the operator M_0
+             of the pseudofermion proposals phi = s M_0^dag eta; learned: the triangular operator
+             with weights per path class and s trained by the conditional's reverse KL before the
+             first proposal, :mod:`lattice_hpc.flows.conditional`, on conditional_steps [100]
+             batches of conditional_batch [8] proposals with Adam at conditional_lr [0.02]; the
+             run directory's ``conditional.json`` holds its history and parameters, and the
+             summary ``conditional``), proposal_kappa [0.0] (of free; 0: kappa),
+             proposal_scale [1.0] (s; learned: its start), hasenbusch [[]] (intermediate kappas k_1 < ... <
              kappa: the pseudofermion weights or the stochastic ratio factorised as
              det(M_1^dag M_1) prod det(W^dag W), one pseudofermion each; records then carry
              log_w_fermion_factors), tol [1e-12] (CG), pion [false] (the pion correlator of
@@ -114,7 +119,10 @@ class FlowJob(JobType):
                    "overrelax": Key(0, int, ">=0")},
         "fermions": {"flavours": Key(0, int, (0, 2)), "kappa": Key(0.0, float, ">=0"),
                      "determinant": Key("exact", str, ("exact", "pseudofermion", "stochastic")),
-                     "proposal": Key("triangular", str, ("triangular", "free")),
+                     "proposal": Key("triangular", str, ("triangular", "free", "learned")),
+                     "conditional_steps": Key(100, int, ">=1"),
+                     "conditional_batch": Key(8, int, ">=1"),
+                     "conditional_lr": Key(0.02, float, ">0"),
                      "proposal_kappa": Key(0.0, float, ">=0"),
                      "proposal_scale": Key(1.0, float, ">0"), "tol": Key(1e-12, float, "(0,1)"),
                      "pion": Key(False, bool), "condensate_noise": Key(0, int, ">=0"),
@@ -124,7 +132,8 @@ class FlowJob(JobType):
                   "train": ("steps", "batch", "lr", "warmup", "halflife", "clip", "seed", "precision"),
                   "sample": ("thermalize", "every", "seed", "heatbath_every", "overrelax"),
                   "fermions": ("flavours", "kappa", "determinant", "proposal", "proposal_kappa",
-                               "proposal_scale", "tol", "hasenbusch")}
+                               "proposal_scale", "tol", "hasenbusch", "conditional_steps",
+                               "conditional_batch", "conditional_lr")}
     observables = ("accepted", "log_w", "log_w_fermion", "plaquette",
                    "plaquette_spatial", "plaquette_temporal", "topological_charge",
                    "topological_charge_sq", "polyakov_re", "polyakov_im", "polyakov_abs", "pion",
@@ -162,6 +171,11 @@ class FlowJob(JobType):
                 raise ConfigError(f"{source}: sample.heatbath_every = {cfg['sample']['heatbath_every']}"
                                   ": the heatbath is that of the pure gauge action; with "
                                   "fermions.flavours = 2 the chain takes flow proposals only")
+        if fe["proposal"] == "learned" and (not fe["flavours"] or fe["determinant"] != "pseudofermion"):
+            raise ConfigError(f"{source}: fermions.proposal = 'learned' is the learned pseudofermion "
+                              "conditional of fermions.determinant = 'pseudofermion' (with "
+                              f"flavours = 2); got determinant = {fe['determinant']!r}, flavours = "
+                              f"{fe['flavours']}")
         hb = fe["hasenbusch"]
         if hb:
             if not fe["flavours"]:
@@ -282,6 +296,8 @@ class FlowJob(JobType):
             self._to_sampling()
         if st.get("log_w_gauge") is not None:
             self.log_w_gauge = float(st["log_w_gauge"])
+        if st.get("conditional") is not None:
+            self.fermion.conditional.load(st["conditional"])
         if st.get("log_w") is not None:
             self.metro.log_w = float(st["log_w"])
             self.current_obs = dict(st["current"])
@@ -410,6 +426,9 @@ class FlowJob(JobType):
         B = self.cfg["sample"]["batch"]
         j = i // B
         par = self.par
+        cond = getattr(self.fermion, "conditional", None)
+        if cond is not None and not cond.trained:
+            self._train_conditional()
         if self._batch[0] != j:
             share = par.share(B)
             with torch.no_grad():
@@ -463,6 +482,40 @@ class FlowJob(JobType):
         return {"step": n, "proposal": i, "accepted": bool(accepted), "log_w": lw_k, **extra,
                 "seconds": round(time.perf_counter() - self.t0, 4), **self.current_obs}
 
+    def _train_conditional(self) -> None:
+        """Collective: train the learned pseudofermion conditional on proposals of the trained
+        flow (``fermions.conditional_*``; :mod:`lattice_hpc.flows.conditional`) and write its
+        history to ``conditional.json``."""
+        import torch
+
+        from ..flows.fermions import _fields, complex_links
+        from ..flows.prior import haar_sample
+
+        fe = self.cfg["fermions"]
+        share = self.par.share(fe["conditional_batch"])
+
+        def fields_of_step(step):
+            with torch.no_grad():
+                z = haar_sample(self.fl, self.group, self.metro.rng, ("flow-cond-z", int(step)), share)
+                U, _ = self.flow.sample(z)
+            U = complex_links(self.group, U.to(torch.complex128 if U.is_complex() else torch.float64))
+            return share, _fields(self.lattice, self.group, U)
+
+        t = time.perf_counter()
+        self.fermion.train_conditional(fields_of_step, fe["conditional_steps"], fe["conditional_lr"],
+                                       self.par.gather, self.log.info)
+        cond = self.fermion.conditional
+        self.log.info(f"learned conditional trained in {time.perf_counter() - t:.1f} s: "
+                      f"theta = {cond.state()}")
+        if self.world.rank == 0:
+            os.makedirs(self.run_dir, exist_ok=True)
+            path = os.path.join(self.run_dir, "conditional.json")
+            with open(path + ".tmp", "w") as fh:
+                json.dump({"theta": cond.state(), "kappas": list(cond.kappas),
+                           "levels": list(cond.levels), "history": cond.history,
+                           "seconds": time.perf_counter() - t}, fh)
+            os.replace(path + ".tmp", path)
+
     def _fermion_observables(self, i: int) -> dict:
         """Collective: observables of a newly accepted field in a job with fermions: the Polyakov
         loop, and as ``[fermions]`` asks the pion correlator at ``kappa`` (``pion = true``) and
@@ -490,8 +543,10 @@ class FlowJob(JobType):
     def state(self) -> dict:
         if len(self.history["loss"]) and self.current is None:
             self._write_history()
+        cond = getattr(self.fermion, "conditional", None)
         return {"log_w": self.metro.log_w, "current": self.current_obs,
-                "trained": len(self.history["loss"]), "log_w_gauge": self.log_w_gauge}
+                "trained": len(self.history["loss"]), "log_w_gauge": self.log_w_gauge,
+                "conditional": cond.state() if cond is not None and cond.trained else None}
 
     def arrays(self) -> dict:
         out = self.trainer.arrays()
@@ -512,6 +567,11 @@ class FlowJob(JobType):
         lff = np.array([r["log_w_fermion_factors"] for r in records if "log_w_fermion_factors" in r])
         if len(lff) >= 2:  # Hasenbusch: the variance of each factor's part
             out["log_w_fermion_var_factors"] = [float(v) for v in lff.var(axis=0, ddof=1)]
+        cond = getattr(self.fermion, "conditional", None)
+        if cond is not None and cond.trained:
+            out["conditional"] = {"theta": cond.state(),
+                                  "objective_first": cond.history[0]["objective"] if cond.history else None,
+                                  "objective_last": cond.history[-1]["objective"] if cond.history else None}
         if pure_gauge and self.group.N == 1 and self.lattice.ndim == 2 and len(lw) >= 2:
             out["exact"] = exact_comparison(records, self.beta, self.lattice.volume)
         if self.history["loss"]:

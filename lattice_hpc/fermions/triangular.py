@@ -22,6 +22,15 @@ phases of the operator), masked site by site by the order of ``x`` and ``x + d``
 spinors come from depth-1 face exchanges (``lattice.halo``), the links from the gauge field's
 halo: collective, any process grid.  The reference kernel's cost (``2 d (2 d - 1)`` path terms)
 is fine for proposals; it is not a solver operator.
+
+Learned coefficients (``coeffs``, :mod:`lattice_hpc.flows.conditional`): the two-hop paths fall
+into two classes, straight (``d = 2 s e_mu``) and bent (``mu != nu``), and each triangle can carry
+its own weight per class, ``L_c = c_{L,straight} L_straight + c_{L,bent} L_bent`` (likewise
+``R_c``), ``M_c = (1 - k^2 L_c)(1 - k^2 R_c)``.  Every such ``M_c`` is still unit triangular
+(``det M_c = 1`` for any real ``c``) and gauge covariant; ``c = 1`` is ``M_0``.  With ``c``
+not all equal, ``L_c^dag = gamma_5 R_c' gamma_5`` holds with ``c'`` the lower coefficients moved
+to the upper triangle, so :meth:`apply_dagger` keeps the ``gamma_5`` form only through
+:meth:`apply` of the swapped coefficients (done there).
 """
 
 from __future__ import annotations
@@ -37,7 +46,7 @@ class TriangularSchur:
 
     EVEN = 0
 
-    def __init__(self, D, paths=None):
+    def __init__(self, D, paths=None, coeffs=None):
         if D.clover is not None:
             raise ValueError("TriangularSchur is the Wilson operator's (csw = 0)")
         self.D, self.lattice, self.xp, self.kappa = D, D.lattice, D.xp, D.kappa
@@ -51,6 +60,8 @@ class TriangularSchur:
         self.fwd = [U.U(mu) for mu in range(nd)]                                    # U_mu(x)
         self.bwd = [U.U(mu, {mu: -1}).conj().swapaxes(-1, -2) for mu in range(nd)]  # U_mu(x-mu)^dag
         self.paths, self.even = paths if paths is not None else self.paths_of(self.lattice, self.xp)
+        #: ``coeffs[lower][bent]``: the weight of each class of two-hop paths in each triangle
+        self.coeffs = np.ones((2, 2)) if coeffs is None else np.asarray(coeffs, dtype=np.float64).reshape(2, 2)
 
     @staticmethod
     def paths_of(lattice, xp=np):
@@ -102,27 +113,41 @@ class TriangularSchur:
         link = self.fwd[mu] if s == 1 else self.bwd[mu]
         return self.proj[(mu, s)] @ (nb @ link.swapaxes(-1, -2))
 
-    def _triangle(self, psi, lower: bool):
-        """``L psi`` (``lower``) or ``R psi`` for an even-site field ``psi`` (zero on odd sites)."""
+    def triangle_parts(self, psi, lower: bool):
+        """``[X_straight psi, X_bent psi]`` with ``X = L`` (``lower``) or ``R``, unweighted, for
+        an even-site field ``psi`` (zero on odd sites); collective."""
         first = {}
-        out = self.xp.zeros_like(psi)
+        out = [self.xp.zeros_like(psi), self.xp.zeros_like(psi)]
         for (mu, s), (nu, t), mask in self.paths:
             if (nu, t) not in first:
                 first[(nu, t)] = self._hop(psi, nu, t)  # on the odd sites
             term = self._hop(first[(nu, t)], mu, s)
-            out += term * (mask if lower else (self.even & ~mask))
+            out[int(mu != nu)] += term * (mask if lower else (self.even & ~mask))
         return out
 
-    def apply(self, psi):
-        """``M_0 psi = (1 - k^2 L)(1 - k^2 R) psi``."""
+    def _triangle(self, psi, lower: bool, coeffs=None):
+        """``L_c psi`` (``lower``) or ``R_c psi`` (module docstring)."""
+        c = (self.coeffs if coeffs is None else coeffs)[int(bool(lower))]
+        straight, bent = self.triangle_parts(psi, lower)
+        return float(c[0]) * straight + float(c[1]) * bent
+
+    def apply(self, psi, coeffs=None):
+        """``M_c psi = (1 - k^2 L_c)(1 - k^2 R_c) psi``."""
         k2 = self.kappa ** 2
-        r = psi - k2 * self._triangle(psi, False)
-        return r - k2 * self._triangle(r, True)
+        r = psi - k2 * self._triangle(psi, False, coeffs)
+        return r - k2 * self._triangle(r, True, coeffs)
 
     def apply_dagger(self, psi):
-        """``M_0^dag psi = gamma_5 M_0 gamma_5 psi``."""
-        D = self.D
-        return D.gamma5(self.apply(D.gamma5(psi)))
+        """``M_c^dag psi = gamma_5 M_c' gamma_5 psi`` with ``c'`` the coefficients of the two
+        triangles swapped (``L^dag = gamma_5 R gamma_5`` path class by path class, applied in
+        the reverse order: ``M_c^dag = (1 - k^2 R_c^dag)(1 - k^2 L_c^dag)``)."""
+        D, k2 = self.D, self.kappa ** 2
+        x = D.gamma5(psi)
+        c = self.coeffs
+        # (1 - k^2 L_c^dag) = gamma5 (1 - k^2 R_{c_L}) gamma5 first, then (1 - k^2 R_c^dag)
+        r = x - k2 * self._triangle(x, False, np.stack([c[1], c[0]]))
+        r = r - k2 * self._triangle(r, True, np.stack([c[1], c[0]]))
+        return D.gamma5(r)
 
 
 __all__ = ["TriangularSchur"]

@@ -26,8 +26,10 @@ in the reverse-KL loss (:mod:`.train`).
     ``p(U)``.  The variance of the fermion part is ``sum_i (1 - mu_i)^2`` over the eigenvalues ``mu_i`` of
     ``s^2 M_0 (M^dag M)^{-1} M_0^dag``, finite only if every ``mu_i > 1/2``.  On 4x4 hot fields
     at kappa = 0.25 it is about 1 for ``triangular`` and 47 for ``free`` (8x8: 3 and 216);
-    what is left is ``det M`` itself, which a proposal of determinant 1 cannot carry.  (A
-    learned conditional ``q(phi | U)`` generalises ``M_0`` in a later step.)
+    what is left is ``det M`` itself, which a proposal of determinant 1 cannot carry.
+    ``learned``: ``phi' = s M_c(U')^dag eta`` with per-path-class weights ``c`` and the scale
+    ``s`` trained by the conditional's reverse KL before the chain (:mod:`.conditional`;
+    ``det M_c = 1``, so the conditional density stays exact).
     Training adds ``S_pf(U, phi)`` with ``phi`` the heatbath at ``U`` held fixed:
     ``E_phi[grad S_pf] = -grad log det(M^dag M)`` (the HMC pseudofermion force), an unbiased
     gradient of the marginal KL.
@@ -88,6 +90,7 @@ from .fermions import (_fields, _normal_solve, complex_links, draw_pseudofermion
                        pseudofermion_action, pseudofermion_values)
 
 TREATMENTS = ("exact", "pseudofermion", "stochastic")
+PROPOSALS = ("triangular", "free", "learned")
 
 
 def check_hasenbusch(levels, kappa: float, treatment: str, proposal: str) -> tuple:
@@ -102,9 +105,9 @@ def check_hasenbusch(levels, kappa: float, treatment: str, proposal: str) -> tup
         raise ConfigError(f"fermions.hasenbusch = {levels!r} must be a list of kappas") from None
     if not ks:
         return ks
-    if treatment == "exact" or (treatment == "pseudofermion" and proposal != "triangular"):
+    if treatment == "exact" or (treatment == "pseudofermion" and proposal not in ("triangular", "learned")):
         raise ConfigError("fermions.hasenbusch factorises the weights of determinant = "
-                          "'pseudofermion' (with proposal = 'triangular') or 'stochastic'; "
+                          "'pseudofermion' (with proposal = 'triangular' or 'learned') or 'stochastic'; "
                           f"got determinant = {treatment!r}, proposal = {proposal!r}")
     full = ks + (float(kappa),)
     if not (full[0] > 0 and all(a < b for a, b in zip(full[:-1], full[1:]))):
@@ -125,7 +128,8 @@ class FermionDeterminant:
         proposal_kappa: ``kappa`` of the free operator ``M_0`` of the ``pseudofermion``
             proposals (0: ``kappa``).
         proposal_scale: ``s`` in ``phi' = s M_0^dag eta`` (its Jacobian is a constant).
-        proposal: ``M_0`` of the ``pseudofermion`` proposals, ``triangular`` or ``free``.
+        proposal: ``M_0`` of the ``pseudofermion`` proposals, ``triangular``, ``free`` or
+            ``learned`` (:attr:`conditional`, trained by :meth:`train_conditional`).
         tol: relative residual of the CG solves.
         hasenbusch: the intermediate ``kappa`` s of the factorised ``pseudofermion`` weights or
             ``stochastic`` ratio (increasing, each below ``kappa``; empty: one factor).
@@ -140,10 +144,21 @@ class FermionDeterminant:
         self.rng, self.train_rng, self.bc, self.tol = rng, train_rng, bc, float(tol)
         self.proposal_kappa = float(proposal_kappa) or self.kappa
         self.proposal_scale = float(proposal_scale)
-        if proposal not in ("triangular", "free"):
-            raise ConfigError(f"fermions.proposal = {proposal!r}: use triangular or free")
+        if proposal not in PROPOSALS:
+            raise ConfigError(f"fermions.proposal = {proposal!r}: use {', '.join(PROPOSALS)}")
+        if proposal == "learned" and treatment != "pseudofermion":
+            raise ConfigError(f"fermions.proposal = 'learned' is the pseudofermion proposal of "
+                              f"determinant = 'pseudofermion', not {treatment!r}")
         self.proposal = proposal
         self.hasenbusch = check_hasenbusch(hasenbusch, self.kappa, treatment, proposal)
+        self.conditional = None
+        if proposal == "learned":
+            from .conditional import LearnedConditional
+
+            ks = self.hasenbusch + (self.kappa,)
+            kts = [ks[0]] + [float(np.sqrt(ks[j] ** 2 - ks[j - 1] ** 2)) for j in range(1, len(ks))]
+            self.conditional = LearnedConditional(lattice, kts, ks, bc, self.tol)
+            self.conditional.theta[:, 0] = np.log(self.proposal_scale)  # the initial s
         self.last_factors = None  # (B, factors) of the latest proposal_terms (Hasenbusch)
         self.last_ratio_factors = None  # each factor's log r of the latest ratio_terms
         self._free = None
@@ -215,7 +230,7 @@ class FermionDeterminant:
             purpose = None if j == 0 else ("flow-pf-h", j)
             phis, eta2 = [], []
             for b, field in enumerate(fields):
-                phi, e2 = self._proposed_pseudofermion(field, first + b, kt, purpose)
+                phi, e2 = self._proposed_pseudofermion(field, first + b, kt, purpose, j)
                 if j > 0:  # phi_j^dag M_j (M_{j+1}^dag M_{j+1})^-1 M_j^dag phi_j
                     phi = SchurOperator(WilsonDirac(field, ks[j - 1], 0.0, self.bc)).apply_dagger(phi)
                 phis.append(phi)
@@ -225,14 +240,29 @@ class FermionDeterminant:
         self.last_factors = np.stack(parts, axis=1)
         return self.last_factors.sum(axis=1)
 
-    def _proposed_pseudofermion(self, field, i: int, kappa: float | None = None, purpose=None):
+    def train_conditional(self, fields_of_step, steps: int, lr: float, gather=None, log=None) -> None:
+        """Collective (``proposal = "learned"``): train :attr:`conditional` on the fields that
+        ``fields_of_step(step)`` returns (:meth:`.conditional.LearnedConditional.train`), with
+        the sampling phase's counters."""
+        self.conditional.train(fields_of_step, self.rng, steps, lr, gather, log)
+
+    def _proposed_pseudofermion(self, field, i: int, kappa: float | None = None, purpose=None,
+                                factor: int = 0):
         """``(phi = s M_0^dag eta, eta^dag eta)`` of proposal ``i`` on ``field`` (collective);
         ``kappa``: of the triangular ``M_0`` (default ``kappa``), ``purpose``: the counter's
-        prefix (default ``("flow-pf",)``)."""
+        prefix (default ``("flow-pf",)``), ``factor``: the Hasenbusch factor (``learned``)."""
         from ..backend import Backend
         from ..fermions.triangular import TriangularSchur
         from ..gauge import GaugeField
 
+        if self.proposal == "learned":
+            if not self.conditional.trained:
+                raise RuntimeError("the learned pseudofermion conditional is used before training")
+            key = ("flow-pf",) if purpose is None else tuple(purpose)
+            M0 = self.conditional.operator(field, factor)
+            eta = gaussian_source(self.lattice, self.rng, key + (int(i),), field.backend,
+                                  site_shape=M0.D.site_shape)
+            return self.conditional.scale(factor) * M0.apply_dagger(eta), inner(self.lattice, eta, eta).real
         if self.proposal == "triangular":
             if self._paths is None:  # the path masks depend on the lattice only
                 self._paths = TriangularSchur.paths_of(self.lattice, field.backend.xp)
@@ -271,4 +301,4 @@ def _double(t: torch.Tensor):
     return torch.complex128 if t.is_complex() else torch.float64
 
 
-__all__ = ["FermionDeterminant", "TREATMENTS", "check_hasenbusch"]
+__all__ = ["FermionDeterminant", "PROPOSALS", "TREATMENTS", "check_hasenbusch"]

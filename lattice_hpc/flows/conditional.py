@@ -1,0 +1,197 @@
+"""A learned conditional flow for the pseudofermion given the gauge field, ``q_theta(phi | U)``
+(issue 14; ``[fermions] proposal = "learned"`` of a flow job with ``determinant =
+"pseudofermion"``).
+
+The joint target of the ``pseudofermion`` route (:mod:`.determinant`; Abbott et al. arXiv
+2207.08945) is ``p(U, phi) ~ exp(-S_g(U) - phi^dag (M^dag M)^{-1} phi)``, so the exact
+conditional ``p(phi | U)`` is the Gaussian ``phi = M^dag eta``.  A proposal needs a conditional
+whose density is tractable.  This one is the affine, gauge-equivariant map of the complex
+Gaussian ``eta`` (``P ~ exp(-eta^dag eta)``)
+
+    phi = s M_c(U)^dag eta,      M_c = (1 - k^2 L_c)(1 - k^2 R_c),
+
+with ``L_c``, ``R_c`` the two-hop hopping term of the even/odd operator split into the parts below
+and above the diagonal in the global site order and weighted per path class (straight, bent;
+:mod:`lattice_hpc.fermions.triangular`).  ``M_c`` is unit triangular, so ``det M_c = 1`` for
+every ``c`` and the density is exact:
+
+    log q(phi | U) = -eta^dag eta - 2 n log s - n log pi,     n = (V/2) spins colours.
+
+``theta = (log s, c_R, c_L)`` (five real numbers per Hasenbusch factor; ``s = 1``, ``c = 1`` is
+the ``triangular`` proposal) is trained by the reverse KL of the conditional, averaged over the
+flow's own proposals ``U ~ q(U)``:
+
+    KL_j(theta) = E_{U, eta} [ S_j(U, phi_j) - eta^dag eta ] - 2 n log s_j + E_U log det_j(U),
+
+``S_j`` the action of factor ``j`` (``phi^dag (M_1^dag M_1)^{-1} phi``, or the Hasenbusch ratio's
+``phi^dag M_j (M_{j+1}^dag M_{j+1})^{-1} M_j^dag phi``); the last term does not depend on
+``theta``.  Its minimum 0 is reached when ``s^2 M_c (M^dag M)^{-1} M_c^dag = 1``; the
+fermion part of the chain's ``log w``, ``-S_j + eta^dag eta`` (the constant ``2 n log s`` dropped),
+then has zero variance.  The gradient is exact and costs one solve per sample (the solve of
+``S_j`` itself): with ``g = dS/dphi^*`` (``(M^dag M)^{-1} phi``, or ``M_j (M_{j+1}^dag
+M_{j+1})^{-1} M_j^dag phi``), ``x = gamma_5 eta``, ``r = x - k^2 R_{c_L} x`` and
+``phi = s gamma_5 (r - k^2 L_{c_R} r)`` (:meth:`TriangularSchur.apply_dagger`),
+
+    dS/dc_{L,k}  = -2 s k^2 Re < gamma_5 (g - k^2 R_{c_R} g), R_k x >,
+    dS/dc_{R,k}  = -2 s k^2 Re < gamma_5 g, L_k r >,
+    dS/dlog s    =  2 Re < g, phi >,
+
+(``X_{c'}`` the triangle ``X`` weighted with the other triangle's coefficients, ``R_k``, ``L_k``
+the unweighted classes), and Adam (torch) takes the steps.  Training happens once, after the
+flow's training and before the first proposal, on ``fermions.conditional_steps`` batches of
+``fermions.conditional_batch`` proposals of the trained flow (prior counters
+``("flow-cond-z", step)``, Gaussians ``("flow-cond", j, step, b)`` of the sampling seed), so it
+is the same on every process grid and on resume; the parameters are then fixed for the whole
+chain (an independence chain needs a fixed proposal) and checkpointed with it.
+
+Parameters independent of ``U`` (except through the operator) are the simplest learned
+conditional; gauge-invariant, site-dependent coefficients from a context network on the
+plaquettes would keep every property above (``det M_c = 1``, covariance) and are the next step.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..errors import FlowError
+from ..fermions import SchurOperator, WilsonDirac, inner
+from ..fermions.triangular import TriangularSchur
+from ..hmc.pseudofermions import gaussian_source
+from .fermions import _normal_solve
+
+#: parameter order per factor: log s, c_R (straight, bent), c_L (straight, bent)
+N_PARAMS = 5
+
+
+class LearnedConditional:
+    """``phi_j = s_j M_{c_j}(U)^dag eta`` per Hasenbusch factor ``j`` (module docstring).
+
+    Args:
+        lattice: the flow's block.
+        kappas: ``kappa`` of each factor's triangular operator (``k_1``, then ``r_j``).
+        levels: the operator ``kappa`` s ``(k_1, ..., k_m, kappa)`` of the factors' actions.
+        bc: boundary phases of the Wilson operator.
+        tol: of the solves.
+    """
+
+    def __init__(self, lattice, kappas, levels, bc=None, tol: float = 1e-12):
+        self.lattice, self.kappas, self.levels = lattice, tuple(kappas), tuple(levels)
+        self.bc, self.tol = bc, float(tol)
+        theta = np.zeros((len(self.kappas), N_PARAMS))
+        theta[:, 1:] = 1.0
+        self.theta = theta
+        self.trained = False
+        self.history: list[dict] = []
+        self._paths = None
+        self._site_shape = None
+
+    # -- parameters ------------------------------------------------------------------------------
+    def scale(self, j: int) -> float:
+        return float(np.exp(self.theta[j, 0]))
+
+    def coeffs(self, j: int) -> np.ndarray:
+        """``[[c_R straight, c_R bent], [c_L straight, c_L bent]]`` of factor ``j``."""
+        return self.theta[j, 1:].reshape(2, 2)
+
+    def state(self) -> list:
+        return [[float(v) for v in row] for row in self.theta]
+
+    def load(self, values) -> None:
+        theta = np.asarray(values, dtype=np.float64)
+        if theta.shape != self.theta.shape:
+            raise FlowError(f"the checkpoint's learned conditional has shape {theta.shape}, "
+                            f"the job's {self.theta.shape} (fermions.hasenbusch changed?)")
+        self.theta, self.trained = theta, True
+
+    # -- the map -----------------------------------------------------------------------------------
+    def operator(self, field, j: int) -> TriangularSchur:
+        """Collective: ``M_{c_j}`` on ``field`` (a refreshed gauge field)."""
+        if self._paths is None:
+            self._paths = TriangularSchur.paths_of(self.lattice, field.backend.xp)
+        return TriangularSchur(WilsonDirac(field, self.kappas[j], 0.0, self.bc), self._paths,
+                               self.coeffs(j))
+
+    def propose(self, field, j: int, eta):
+        """``phi_j = s_j M_{c_j}^dag eta`` (collective)."""
+        return self.scale(j) * self.operator(field, j).apply_dagger(eta)
+
+    def _factor_action(self, field, j: int, phi):
+        """``(S_j, g = dS_j/dphi^*)`` of factor ``j`` (collective, one solve)."""
+        top = SchurOperator(WilsonDirac(field, self.levels[j], 0.0, self.bc))
+        if j == 0:
+            psi = _normal_solve(top, phi, self.tol, 10_000, "learned conditional").x
+            return float(inner(self.lattice, phi, psi).real), psi
+        low = SchurOperator(WilsonDirac(field, self.levels[j - 1], 0.0, self.bc))
+        chi = low.apply_dagger(phi)
+        psi = _normal_solve(top, chi, self.tol, 10_000, "learned conditional").x
+        return float(inner(self.lattice, chi, psi).real), low.apply(psi)
+
+    def objective(self, field, j: int, eta) -> tuple[float, np.ndarray, float]:
+        """Collective: ``(S_j - eta^dag eta - 2 n log s_j, its gradient in theta_j (5,), the
+        fermion part -S_j + eta^dag eta of log w)`` for one field and one Gaussian ``eta``."""
+        T = self.operator(field, j)
+        D, k2, s = T.D, self.kappas[j] ** 2, self.scale(j)
+        c = self.coeffs(j)
+        swapped = np.stack([c[1], c[0]])
+        x = D.gamma5(eta)
+        rx = T.triangle_parts(x, False)                          # R_k x
+        r = x - k2 * (swapped[0, 0] * rx[0] + swapped[0, 1] * rx[1])
+        lr = T.triangle_parts(r, True)                           # L_k r
+        phi = s * D.gamma5(r - k2 * (swapped[1, 0] * lr[0] + swapped[1, 1] * lr[1]))
+        S, g = self._factor_action(field, j, phi)
+        g5g = D.gamma5(g)
+        h = D.gamma5(g - k2 * T._triangle(g, False, c))          # gamma5 (g - k^2 R_{c_R} g)
+        n = self.lattice.volume // 2 * int(np.prod(D.site_shape))
+        eta2 = float(inner(self.lattice, eta, eta).real)
+        grad = np.zeros(N_PARAMS)
+        grad[0] = 2.0 * float(inner(self.lattice, g, phi).real) - 2.0 * n
+        for k in range(2):
+            grad[1 + k] = -2.0 * s * k2 * float(inner(self.lattice, g5g, lr[k]).real)   # c_R
+            grad[3 + k] = -2.0 * s * k2 * float(inner(self.lattice, h, rx[k]).real)     # c_L
+        return S - eta2 - 2.0 * n * float(self.theta[j, 0]), grad, eta2 - S
+
+    # -- training ----------------------------------------------------------------------------------
+    def train(self, fields_of_step, rng, steps: int, lr: float, gather=None, log=None) -> None:
+        """Collective: ``steps`` Adam steps on the mean objective of each step's fields.
+
+        ``fields_of_step(step)`` returns ``(global sample indices, refreshed gauge fields)`` of
+        this replica's share of the step's batch; ``gather`` (``Parallel.gather``) joins the
+        replicas' per-sample values in sample order, so every rank takes the same step."""
+        theta = torch.tensor(self.theta, dtype=torch.float64, requires_grad=True)
+        opt = torch.optim.Adam([theta], lr=lr)
+        gather = gather or (lambda v: v)
+        for step in range(steps):
+            samples, fields = fields_of_step(step)
+            per = []
+            for b, field in zip(samples, fields, strict=True):
+                row = []
+                if self._site_shape is None:
+                    self._site_shape = WilsonDirac(field, self.kappas[0], 0.0, self.bc).site_shape
+                for j in range(len(self.kappas)):
+                    eta = gaussian_source(self.lattice, rng, ("flow-cond", j, int(step), int(b)),
+                                          field.backend, site_shape=self._site_shape)
+                    obj, grad, lwf = self.objective(field, j, eta)
+                    row.append(np.concatenate([[obj, lwf], grad]))
+                per.append(row)
+            allv = gather(np.asarray(per, dtype=np.float64))        # (B, factors, 2 + 5)
+            if not np.all(np.isfinite(allv)):
+                raise FlowError(f"learned conditional, step {step}: a non-finite objective or "
+                                "gradient")
+            mean = allv.mean(axis=0)
+            self.history.append({"step": step, "objective": [float(v) for v in mean[:, 0]],
+                                 "log_w_fermion_var": [float(v) for v in allv[:, :, 1].var(axis=0, ddof=1)]
+                                 if len(allv) > 1 else None,
+                                 "theta": self.state()})
+            if log is not None and (step % 10 == 0 or step == steps - 1):
+                log(f"learned conditional step {step + 1}/{steps}: objective "
+                    + " ".join(f"{v:.3f}" for v in mean[:, 0]) + "  var(log w_f) "
+                    + " ".join(f"{v:.3f}" for v in (self.history[-1]["log_w_fermion_var"] or [])))
+            opt.zero_grad()
+            theta.grad = torch.from_numpy(mean[:, 2:].copy())
+            opt.step()
+            self.theta = theta.detach().numpy().copy()
+        self.trained = True
+
+
+__all__ = ["LearnedConditional", "N_PARAMS"]
