@@ -117,7 +117,7 @@ def reference():
 # 0.12 (a 5000-proposal chain: plaquette +1.2 sigma), still too heavy-tailed for a short chain's
 # Gamma error, so that route's factors are checked on fixed fields (test_flow_hasenbusch.py) and
 # through the job on two ranks and after a kill below.  The pseudofermion Hasenbusch chain uses
-# the learned conditional (tools: lattice_hpc.flows.conditional; its dense properties are in
+# the learned conditional (lattice_hpc.flows.conditional; its dense properties are in
 # test_flow_conditional.py), so one chain checks both the factorised weights and the learned
 # proposals; the triangular one-factor chain above checks the unlearned proposal.
 CASES = [("exact", KAPPA, "", 2000), ("stochastic", KAPPA, "", 2000),
