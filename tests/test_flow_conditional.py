@@ -5,11 +5,14 @@
   from the dense Wilson matrix split by path class (straight, bent) for any weights, has
   ``det M_c = 1`` (so the conditional density is exact), and its ``apply_dagger`` is the adjoint
   (2D dense; 4D SU(3) through inner products);
-- the gradient of the training objective in ``(log s, c_R, c_L)`` equals finite differences, for
+- the gradient of the training objective in ``(a, b, c_R, c_L)`` (``s(x) = exp(a + b P(x))``)
+  equals finite differences, for
   the plain factor and a Hasenbusch ratio factor, in 2D and 4D;
 - training lowers the dense conditional KL ``sum(mu - 1 - log mu)`` (``mu`` the eigenvalues of
-  ``s^2 M_c (M^dag M)^{-1} M_c^dag``), and with the trained parameters the chain's fermion
-  weights ``exp(-S + eta^dag eta)`` estimate ``det(M^dag M) / s^{2n}`` with the dense variance.
+  ``A^dag (M^dag M)^{-1} A``, ``A`` the dense map ``eta -> phi``), and with the trained
+  parameters the chain's fermion weights ``exp(-S + eta^dag eta + log|det A|^2)`` estimate
+  ``det(M^dag M)`` with the dense variance; the Jacobian the proposal reports is the dense
+  ``log|det A|^2``.
 """
 
 import numpy as np
@@ -138,7 +141,7 @@ def test_objective_gradient_equals_finite_differences(case):
         levels = (0.08, 0.12)
     kts = (levels[0], float(np.sqrt(levels[1] ** 2 - levels[0] ** 2)))
     cond = LearnedConditional(lat, kts, levels)
-    cond.theta[:] = [[0.05, 1.1, 0.9, 1.2, 0.8], [-0.03, 0.9, 1.15, 0.85, 1.05]]
+    cond.theta[:] = [[0.05, 0.3, 1.1, 0.9, 1.2, 0.8], [-0.03, -0.2, 0.9, 1.15, 0.85, 1.05]]
     for j in range(2):
         eta = gaussian_source(lat, CounterRNG(9), ("x", j), field.backend,
                               site_shape=WilsonDirac(field, 0.1).site_shape)
@@ -151,8 +154,8 @@ def test_objective_gradient_equals_finite_differences(case):
 
 def _dense_kl(cond, field, kappa, X):
     D = WilsonDirac(field, kappa)
-    T = _dense(cond.operator(field, 0).apply, D)
-    mu = np.linalg.eigvalsh(cond.scale(0) ** 2 * T @ X @ T.conj().T)
+    A = _dense(lambda v: cond.propose(field, 0, v)[0], D)   # phi = A eta
+    mu = np.linalg.eigvalsh(A.conj().T @ X @ A)
     return float(np.sum(mu - 1 - np.log(mu))), mu
 
 
@@ -163,6 +166,12 @@ def test_training_lowers_the_conditional_kl_and_the_weights_stay_exact():
     N = M.conj().T @ M
     X, logdet = np.linalg.inv(N), float(np.linalg.slogdet(N)[1])
     cond = LearnedConditional(lat, (kappa,), (kappa,))
+    cond.theta[0, :2] = [0.1, -0.3]  # a site-dependent scale: its Jacobian is the dense one
+    A = _dense(lambda v: cond.propose(field, 0, v)[0], WilsonDirac(field, kappa))
+    jac = cond.propose(field, 0, gaussian_source(lat, CounterRNG(1), ("j",), field.backend,
+                                                 site_shape=(2, 1)))[1]
+    assert abs(jac - 2 * np.linalg.slogdet(A)[1]) < 1e-10 and abs(jac) > 1
+    cond.theta[0, :2] = 0.0
     before, mu0 = _dense_kl(cond, field, kappa, X)
     cond.train(lambda step: (range(8), [field] * 8), CounterRNG(21), 100, 0.02)
     after, mu = _dense_kl(cond, field, kappa, X)
@@ -170,14 +179,13 @@ def test_training_lowers_the_conditional_kl_and_the_weights_stay_exact():
           f" theta {cond.state()}")
     assert after < 0.9 * before and mu.min() > mu0.min()
     assert len(cond.history) == 100 and cond.trained
-    # the chain's weights with the trained conditional: E[exp(-S + eta^dag eta)] = det / s^2n
+    # the chain's weights with the trained conditional: E[exp(-S + eta^dag eta + log|det A|^2)] = det
     det = FermionDeterminant(lat, U1, kappa, "pseudofermion", CounterRNG(11), CounterRNG(12),
                              proposal="learned")
     det.conditional.load(cond.state())
     lwf = np.concatenate([det.proposal_terms(U.expand(batch, *U.shape[1:]), first)
                           for first in range(0, draws, batch)])
-    n = M.shape[0]
-    w = np.exp(lwf - (logdet - 2 * n * float(cond.theta[0, 0])))
+    w = np.exp(lwf - logdet)
     err = w.std(ddof=1) / np.sqrt(draws)
     want = float(np.sum((1 - mu) ** 2))
     print(f"E[w] {w.mean():.4f}({err:.4f}); var log w_f {lwf.var(ddof=1):.3f} vs dense {want:.3f}")
@@ -193,7 +201,7 @@ def test_learned_conditional_is_refused_where_it_does_not_apply():
         FermionDeterminant(lat, U1, 0.25, "stochastic", CounterRNG(1), CounterRNG(2), proposal="learned")
     det = FermionDeterminant(lat, U1, 0.25, "pseudofermion", CounterRNG(1), CounterRNG(2),
                              proposal="learned", hasenbusch=[0.2])
-    assert det.conditional.theta.shape == (2, 5)
+    assert det.conditional.theta.shape == (2, 6)
     from lattice_hpc.errors import FlowError
 
     with pytest.raises(FlowError, match="fermions.hasenbusch changed"):

@@ -148,7 +148,7 @@ def test_each_determinant_treatment_reproduces_the_exact_determinant_plaquette(t
         with open(f"{rd}/conditional.json") as fh:
             cond = json.load(fh)
         assert len(cond["history"]) == 20 and cond["theta"] == out["conditional"]["theta"]
-        start = [[0.0, 1.0, 1.0, 1.0, 1.0]] * 3  # one set per Hasenbusch factor, from the triangular one
+        start = [[0.0, 0.0, 1.0, 1.0, 1.0, 1.0]] * 3  # one set per Hasenbusch factor, from the triangular one
         assert cond["history"][0]["theta"] == start
         assert np.abs(np.array(cond["theta"]) - start).max() > 0.05  # it was trained
     if det == "exact":  # the determinant matters here: the quenched value is excluded

@@ -2,18 +2,27 @@
 """Validation runs of the flows with dynamical fermions (issue 14), rerunnable by anyone; writes
 one JSON file of results.
 
-    python tools/validate_flow_fermions.py [--only nf2_4d,schwinger_L8,schwinger_L16] [--np 1]
+    python tools/validate_flow_fermions.py [--only nf2_4d,conditionals,schwinger_L8,schwinger_L16] [--np 1]
                                            [--out FILE] [--report-only]
 
 Each run is ``lattice-hpc run validation/flow_fermions/JOB.toml`` (``mpirun -n NP`` with
 ``--np``); the runs are resumable, so running the script again continues them.
 ``--report-only`` only reads what the run directories hold (and the stored reweighting results).
 
-- ``nf2_4d``: 4D SU(3), Nf=2 Wilson, 4^4, beta = 1, kappa = 0.1 (su3_nf2_4444_b1.0_k0.1.toml,
-  pseudofermion route with the triangular conditional) against the HMC reference ensemble
+- ``nf2_4d``: 4D SU(3), Nf=2 Wilson, 4^4, beta = 1, kappa = 0.1 (su3_nf2_4444_b1.0_k0.1.toml and
+  its independent replica su3_nf2_4444_b1.0_k0.1_chain2.toml, pseudofermion route with the
+  triangular conditional; each chain and their inverse-variance combination, with chi^2 and
+  the PDG scale factor; a chain whose run directory is not on this machine comes, under
+  ``--report-only``, from the newest committed result holding it) against the HMC reference ensemble
+  and a second, longer HMC ensemble (hmc_su3_nf2_4444_b1.0_k0.1_long.toml) and both combined
   (bench/results/reference_ensemble_nf2_b1.0_k0.1_4x4x4x4.json): plaquette, Polyakov loop,
   pion C(1) and C(2) within 2 combined sigma; acceptance, ESS, and the cost per independent
   sample of the plaquette (seconds per step times 2 tau_int) of both;
+- ``conditionals``: the pseudofermion conditionals of phi given U on the same gauge proposals
+  (one sampling seed): L=8 Schwinger at kappa = 0.276 with pure-gauge proposals (pf_*.toml: one
+  triangular factor, Hasenbusch [0.2, 0.25], Hasenbusch + learned) and the 4D point with its
+  fermion-trained flow (chain2's first 4000 proposals, triangular, against
+  su3_nf2_4444_b1.0_k0.1_learned.toml): acceptance, ESS, var log w_fermion per factor;
 - ``schwinger_L8`` / ``schwinger_L16``: the Schwinger model, Nf=2 Wilson, beta = 2, kappa = 0.24
   and 0.276: flow chain (flow_schwinger_L*_b2_k*.toml, exact determinant) against HMC
   (hmc_schwinger_L*_b2_k*.toml): plaquette, <Q^2>, condensate, tau_int(Q), cost per independent Q
@@ -109,9 +118,55 @@ def _cost(c: dict, key: str, extra_seconds: float = 0.0):
     return c["seconds_per_step"] * 2 * g["tau_int"] + extra_seconds / indep
 
 
+#: the independent 4D Nf=2 chains (the same pipeline, other seeds), combined in the report
+NF2_CHAINS = ("su3_nf2_4444_b1.0_k0.1", "su3_nf2_4444_b1.0_k0.1_chain2")
+#: a second HMC ensemble at that point, 8000 trajectories with another seed
+HMC_LONG = "hmc_su3_nf2_4444_b1.0_k0.1_long"
+
+
+def stored_chain(run_dir: str):
+    """The newest committed figures (``bench/results/validation_flow_fermions_*.json``) of the
+    4D chain of ``run_dir``, for ``--report-only`` where the run directory is not on this machine
+    (run directories are not committed), naming the file; or None."""
+    import glob
+
+    rel, best = os.path.relpath(run_dir, ROOT), None
+    for path in sorted(glob.glob(os.path.join(ROOT, "bench", "results", "validation_flow_fermions_*.json"))):
+        with open(path) as fh:
+            res = json.load(fh)
+        part = res.get("nf2_4d") or {}
+        for c in [part.get("flow")] + list((part.get("chains") or {}).values()):
+            if isinstance(c, dict) and c.get("run_dir") == rel and c.get("measurements"):
+                if best is None or res.get("date", "") >= best[0]:
+                    best = (res.get("date", ""), dict(c, stored_in=os.path.relpath(path, ROOT)))
+    return None if best is None else best[1]
+
+
+def combine(entries):
+    """Inverse-variance mean of independent ``{"value", "error"}`` entries, with ``chi2`` about
+    it and the PDG scale factor ``max(1, sqrt(chi2/dof))`` (heavy-tailed weights make the
+    chains' Gamma errors optimistic; the scaled error is reported beside the plain one)."""
+    vals = [(e["value"], e["error"]) for e in entries if e]
+    if not vals:
+        return None
+    w = np.array([1 / e ** 2 for _, e in vals])
+    m = float(np.sum(w * np.array([v for v, _ in vals])) / w.sum())
+    err = float(1 / np.sqrt(w.sum()))
+    chi2 = float(sum((v - m) ** 2 / e ** 2 for v, e in vals))
+    dof = len(vals) - 1
+    return {"value": m, "error": err, "chi2": chi2, "dof": dof,
+            "scale_factor": max(1.0, float(np.sqrt(chi2 / dof))) if dof else 1.0}
+
+
 def nf2_4d(np_, report_only):
     keys = ("plaquette", "polyakov_re", "polyakov_abs", "pion[1]", "pion[2]")
-    f = chain(run("su3_nf2_4444_b1.0_k0.1", np_, report_only), keys)
+    chains = {}
+    for name in NF2_CHAINS:
+        rd = run(name, np_, report_only)
+        c = chain(rd, keys)
+        if not c["measurements"] and report_only:
+            c = stored_chain(rd) or c
+        chains[name] = c
     with open(REFERENCE) as fh:
         ref = json.load(fh)
     h = {"measurements": ref["measurements"], "seconds_per_step": ref["seconds_per_trajectory"],
@@ -119,17 +174,43 @@ def nf2_4d(np_, report_only):
     for k in keys:
         o = ref["observables"][k]
         h[k] = {"value": o["mean"], "error": o["error"], "tau_int": o["tau_int"]}
-    rows = {k: {"flow": f.get(k), "hmc": h[k], "deviation_sigma": _sigma(f.get(k), h[k])} for k in keys}
-    out = {"flow": f, "hmc": h, "compare": rows}
-    if f["measurements"]:
+    # the second, longer HMC ensemble (another seed), and both HMC ensembles combined
+    h2 = chain(run(HMC_LONG, np_, report_only), keys)
+    done = {n: c for n, c in chains.items() if c.get("measurements")}
+    rows = {}
+    for k in keys:
+        comb = combine([c.get(k) for c in done.values()])
+        hmc_all = combine([h[k], h2.get(k)]) if h2.get(k) else None
+        row = {"hmc": h[k], "hmc_long": h2.get(k), "hmc_combined": hmc_all,
+               "hmc_long_minus_hmc_sigma": _sigma(h2.get(k), h[k]),
+               "chains": {n: {"flow": c.get(k), "deviation_sigma": _sigma(c.get(k), h[k])}
+                          for n, c in done.items()},
+               "combined": comb, "deviation_sigma": _sigma(comb, h[k]),
+               "deviation_sigma_vs_hmc_long": _sigma(comb, h2.get(k)),
+               "deviation_sigma_vs_hmc_combined": _sigma(comb, hmc_all)}
+        if comb:
+            row["deviation_sigma_scaled"] = _sigma(dict(comb, error=comb["error"] * comb["scale_factor"]), h[k])
+        rows[k] = row
+    out = {"chains": chains, "hmc": h, "hmc_long": h2, "compare": rows}
+    if done:
         pure = training_seconds(os.path.join(ROOT, "validation", "flow", "runs", "su3_4444_b1.0_planes")) or 0
-        cf, ch = _cost(f, "plaquette"), _cost(h, "plaquette")
-        cft = _cost(f, "plaquette", (f.get("training_seconds") or 0) + pure)
-        out["cost_per_independent_plaquette"] = {"flow": cf, "flow_with_training": cft, "hmc": ch,
-                                                 "hmc_over_flow": ch / cf if cf else None,
-                                                 "hmc_over_flow_with_training": ch / cft if cft else None}
-        out["pass"] = bool(f["measurements"] >= 20000 and all(
+        ch = _cost(h, "plaquette")
+        costs = {}
+        for n, c in done.items():
+            cf = _cost(c, "plaquette")
+            cft = _cost(c, "plaquette", (c.get("training_seconds") or 0) + pure)
+            costs[n] = {"flow": cf, "flow_with_training": cft, "hmc": ch,
+                        "hmc_over_flow": ch / cf if cf else None,
+                        "hmc_over_flow_with_training": ch / cft if cft else None}
+        out["cost_per_independent_plaquette"] = costs
+        total = sum(c["measurements"] for c in done.values())
+        out["measurements_combined"] = total
+        out["pass"] = bool(total >= 20000 and all(
             r["deviation_sigma"] is not None and abs(r["deviation_sigma"]) < 2 for r in rows.values()))
+        if h2.get("measurements"):
+            out["pass_vs_hmc_combined"] = bool(total >= 20000 and all(
+                r["deviation_sigma_vs_hmc_combined"] is not None
+                and abs(r["deviation_sigma_vs_hmc_combined"]) < 2 for r in rows.values()))
     return out
 
 
@@ -178,7 +259,48 @@ def schwinger(L: str, np_, report_only):
     return out
 
 
-PARTS = {"nf2_4d": nf2_4d, "schwinger_L8": lambda n, r: schwinger("8", n, r),
+#: pseudofermion-route chains on the same gauge proposals (one sampling seed), differing in the
+#: conditional of phi: one triangular factor, three Hasenbusch factors, Hasenbusch + learned
+PF_L8 = ("pf_schwinger_L8_b2_k0.276", "pf_hasenbusch_schwinger_L8_b2_k0.276",
+         "pf_learned_schwinger_L8_b2_k0.276")
+#: the 4D point's chain2 flow with the triangular conditional (chain2's first 4000 proposals) and
+#: with the learned one, the same gauge proposals
+PF_4D = ("su3_nf2_4444_b1.0_k0.1_chain2", "su3_nf2_4444_b1.0_k0.1_learned")
+
+
+def conditionals(np_, report_only):
+    """The pseudofermion conditionals compared on the same gauge proposals: acceptance, ESS,
+    ``var log w_fermion`` (and per Hasenbusch factor), the plaquette, and the learned
+    conditional's parameters (``conditional.json``)."""
+    out = {}
+    for name, limit in [(n, None) for n in PF_L8] + [(PF_4D[0], 4000), (PF_4D[1], None)]:
+        rd = run(name, np_, report_only) if name != PF_4D[0] else os.path.join(VAL, "runs", name)
+        recs = records(rd)[:limit] if limit else records(rd)
+        c = {"run_dir": os.path.relpath(rd, ROOT), "measurements": len(recs)}
+        if recs:
+            lw = np.array([r["log_w"] for r in recs])
+            lwf = np.array([r["log_w_fermion"] for r in recs])
+            c.update({"acceptance": float(np.mean([r["accepted"] for r in recs])),
+                      "ess": ess_per_sample(lw), "log_w_var": float(lw.var(ddof=1)),
+                      "log_w_fermion_var": float(lwf.var(ddof=1)),
+                      # the spread of the typical weights, robust to the near-singular outliers
+                      "log_w_fermion_iqr": float(np.subtract(*np.percentile(lwf, [75, 25]))),
+                      "plaquette": gamma(recs, "plaquette")})
+            facs = [r["log_w_fermion_factors"] for r in recs if "log_w_fermion_factors" in r]
+            if len(facs) > 1:
+                c["log_w_fermion_var_factors"] = [float(v) for v in np.var(facs, axis=0, ddof=1)]
+            try:
+                with open(os.path.join(rd, "conditional.json")) as fh:
+                    cj = json.load(fh)
+                c["conditional"] = {"theta": cj["theta"], "seconds": cj["seconds"],
+                                    "steps": len(cj["history"])}
+            except FileNotFoundError:
+                pass
+        out[name + ("_first4000" if limit else "")] = c
+    return out
+
+
+PARTS = {"nf2_4d": nf2_4d, "conditionals": conditionals, "schwinger_L8": lambda n, r: schwinger("8", n, r),
          "schwinger_L16": lambda n, r: schwinger("16", n, r)}
 
 

@@ -8,33 +8,41 @@ conditional ``p(phi | U)`` is the Gaussian ``phi = M^dag eta``.  A proposal need
 whose density is tractable.  This one is the affine, gauge-equivariant map of the complex
 Gaussian ``eta`` (``P ~ exp(-eta^dag eta)``)
 
-    phi = s M_c(U)^dag eta,      M_c = (1 - k^2 L_c)(1 - k^2 R_c),
+    phi(x) = s(x) [M_c(U)^dag eta](x),   s(x) = exp(a + b P(x)),   M_c = (1 - k^2 L_c)(1 - k^2 R_c),
 
 with ``L_c``, ``R_c`` the two-hop hopping term of the even/odd operator split into the parts below
 and above the diagonal in the global site order and weighted per path class (straight, bent;
 :mod:`lattice_hpc.fermions.triangular`).  ``M_c`` is unit triangular, so ``det M_c = 1`` for
-every ``c`` and the density is exact:
+every ``c``; ``P(x)`` is the gauge-invariant local plaquette (``(1/N) Re Tr`` of the plaquettes
+with corner ``x``, averaged over the planes), so the site-dependent scale keeps the map gauge
+covariant, and the density is exact:
 
-    log q(phi | U) = -eta^dag eta - 2 n log s - n log pi,     n = (V/2) spins colours.
+    log q(phi | U) = -eta^dag eta - 2 n_s sum_{x even} (a + b P(x)) - n log pi,
 
-``theta = (log s, c_R, c_L)`` (five real numbers per Hasenbusch factor; ``s = 1``, ``c = 1`` is
+``n_s`` = spins x colours, ``n = (V/2) n_s``.  The scale is what lets a proposal carry part of
+``det M`` itself, which no determinant-one operator can: to leading order of the hopping
+expansion ``log det(M^dag M)`` is a constant plus a multiple of ``sum_x P(x)`` (the closed
+four-hop loops of ``tr K^2`` are the plaquettes), and ``exp(2 n_s b sum P)`` is such a factor.
+``theta = (a, b, c_R, c_L)`` (six real numbers per Hasenbusch factor; ``a = b = 0``, ``c = 1`` is
 the ``triangular`` proposal) is trained by the reverse KL of the conditional, averaged over the
 flow's own proposals ``U ~ q(U)``:
 
-    KL_j(theta) = E_{U, eta} [ S_j(U, phi_j) - eta^dag eta ] - 2 n log s_j + E_U log det_j(U),
+    KL_j(theta) = E_{U, eta} [ S_j(U, phi_j) - eta^dag eta - 2 n_s sum_x log s_j(x) ] + E_U log det_j(U),
 
 ``S_j`` the action of factor ``j`` (``phi^dag (M_1^dag M_1)^{-1} phi``, or the Hasenbusch ratio's
 ``phi^dag M_j (M_{j+1}^dag M_{j+1})^{-1} M_j^dag phi``); the last term does not depend on
 ``theta``.  Its minimum 0 is reached when ``s^2 M_c (M^dag M)^{-1} M_c^dag = 1``; the
 fermion part of the chain's ``log w``, ``-S_j + eta^dag eta`` (the constant ``2 n log s`` dropped),
-then has zero variance.  The gradient is exact and costs one solve per sample (the solve of
-``S_j`` itself): with ``g = dS/dphi^*`` (``(M^dag M)^{-1} phi``, or ``M_j (M_{j+1}^dag
-M_{j+1})^{-1} M_j^dag phi``), ``x = gamma_5 eta``, ``r = x - k^2 R_{c_L} x`` and
-``phi = s gamma_5 (r - k^2 L_{c_R} r)`` (:meth:`TriangularSchur.apply_dagger`),
+then has zero variance.  The chain's fermion part of ``log w`` is ``-S_j + eta^dag eta + 2 n_s
+sum_x log s_j(x)`` (the whole ``log q``, up to ``n log pi``).  The gradient is exact and costs
+one solve per sample (the solve of ``S_j`` itself): with ``g = dS/dphi^*`` (``(M^dag M)^{-1}
+phi``, or ``M_j (M_{j+1}^dag M_{j+1})^{-1} M_j^dag phi``), ``g_s = s g`` (site by site),
+``x = gamma_5 eta``, ``r = x - k^2 R_{c_L} x`` and ``phi = s gamma_5 (r - k^2 L_{c_R} r)``
+(:meth:`TriangularSchur.apply_dagger`),
 
-    dS/dc_{L,k}  = -2 s k^2 Re < gamma_5 (g - k^2 R_{c_R} g), R_k x >,
-    dS/dc_{R,k}  = -2 s k^2 Re < gamma_5 g, L_k r >,
-    dS/dlog s    =  2 Re < g, phi >,
+    dS/dc_{L,k}  = -2 k^2 Re < gamma_5 (g_s - k^2 R_{c_R} g_s), R_k x >,
+    dS/dc_{R,k}  = -2 k^2 Re < gamma_5 g_s, L_k r >,
+    dS/da        =  2 Re < g, phi >,       dS/db = 2 Re < g, P phi >,
 
 (``X_{c'}`` the triangle ``X`` weighted with the other triangle's coefficients, ``R_k``, ``L_k``
 the unweighted classes), and Adam (torch) takes the steps.  Training happens once, after the
@@ -44,9 +52,16 @@ flow's training and before the first proposal, on ``fermions.conditional_steps``
 is the same on every process grid and on resume; the parameters are then fixed for the whole
 chain (an independence chain needs a fixed proposal) and checkpointed with it.
 
-Parameters independent of ``U`` (except through the operator) are the simplest learned
-conditional; gauge-invariant, site-dependent coefficients from a context network on the
-plaquettes would keep every property above (``det M_c = 1``, covariance) and are the next step.
+The parameters are global; coefficients from a context network on the plaquettes (site-dependent
+weights of the path classes, a richer ``s(x)``) would keep every property above (``det M_c =
+1``, covariance, a tractable Jacobian) and are the next step.
+
+Where it helps (``tools/validate_flow_fermions.py --only conditionals``): it is trained on the
+flow's proposals, so it is as good as ``q(U)`` is near the target.  With a pure-gauge flow near
+the critical ``kappa`` the proposals include near-singular fields that ``p(U)`` suppresses by
+``det``; their huge ``S_j`` dominate the KL, and the trained scale can lower the acceptance
+(validation/flow_fermions/pf_learned_schwinger_L8_b2_k0.276.toml).  Train the gauge flow with
+fermions first.
 """
 
 from __future__ import annotations
@@ -60,8 +75,8 @@ from ..fermions.triangular import TriangularSchur
 from ..hmc.pseudofermions import gaussian_source
 from .fermions import _normal_solve
 
-#: parameter order per factor: log s, c_R (straight, bent), c_L (straight, bent)
-N_PARAMS = 5
+#: parameter order per factor: a, b (s(x) = exp(a + b P(x))), c_R (straight, bent), c_L (straight, bent)
+N_PARAMS = 6
 
 
 class LearnedConditional:
@@ -79,7 +94,7 @@ class LearnedConditional:
         self.lattice, self.kappas, self.levels = lattice, tuple(kappas), tuple(levels)
         self.bc, self.tol = bc, float(tol)
         theta = np.zeros((len(self.kappas), N_PARAMS))
-        theta[:, 1:] = 1.0
+        theta[:, 2:] = 1.0
         self.theta = theta
         self.trained = False
         self.history: list[dict] = []
@@ -87,12 +102,24 @@ class LearnedConditional:
         self._site_shape = None
 
     # -- parameters ------------------------------------------------------------------------------
-    def scale(self, j: int) -> float:
-        return float(np.exp(self.theta[j, 0]))
+    def log_scale(self, field, j: int):
+        """``log s_j(x) = a + b P(x)`` on this rank's sites (an array of the backend's module)."""
+        from ..gauge.observables import planes, plaquette_field
+        from ..groups.linalg import retrace
+
+        P = sum(retrace(plaquette_field(field, mu, nu)) for mu, nu in planes(field.ndim))
+        P = P / (field.N * len(planes(field.ndim)))
+        return self.theta[j, 0] + self.theta[j, 1] * P, P
+
+    def site_shape(self, field) -> tuple:
+        """``(spins, colours)`` of the pseudofermions on ``field``'s lattice."""
+        if self._site_shape is None:
+            self._site_shape = WilsonDirac(field, self.kappas[0], 0.0, self.bc).site_shape
+        return self._site_shape
 
     def coeffs(self, j: int) -> np.ndarray:
         """``[[c_R straight, c_R bent], [c_L straight, c_L bent]]`` of factor ``j``."""
-        return self.theta[j, 1:].reshape(2, 2)
+        return self.theta[j, 2:].reshape(2, 2)
 
     def state(self) -> list:
         return [[float(v) for v in row] for row in self.theta]
@@ -113,8 +140,14 @@ class LearnedConditional:
                                self.coeffs(j))
 
     def propose(self, field, j: int, eta):
-        """``phi_j = s_j M_{c_j}^dag eta`` (collective)."""
-        return self.scale(j) * self.operator(field, j).apply_dagger(eta)
+        """``(phi_j = s_j M_{c_j}^dag eta, log |det dphi/deta|^2 = 2 n_s sum_{x even} log
+        s_j(x))`` (collective)."""
+        T = self.operator(field, j)
+        ls, _ = self.log_scale(field, j)
+        even = T.even[..., 0, 0]
+        ns = int(np.prod(T.D.site_shape))
+        jac = 2.0 * ns * float(self.lattice.comm.allreduce(float((ls * even).sum())))
+        return T.D.xp.exp(ls)[..., None, None] * T.apply_dagger(eta), jac
 
     def _factor_action(self, field, j: int, phi):
         """``(S_j, g = dS_j/dphi^*)`` of factor ``j`` (collective, one solve)."""
@@ -128,28 +161,37 @@ class LearnedConditional:
         return float(inner(self.lattice, chi, psi).real), low.apply(psi)
 
     def objective(self, field, j: int, eta) -> tuple[float, np.ndarray, float]:
-        """Collective: ``(S_j - eta^dag eta - 2 n log s_j, its gradient in theta_j (5,), the
-        fermion part -S_j + eta^dag eta of log w)`` for one field and one Gaussian ``eta``."""
+        """Collective: ``(S_j - eta^dag eta - 2 n_s sum_x log s_j(x), its gradient in theta_j,
+        the fermion part -S_j + eta^dag eta + 2 n_s sum_x log s_j(x) of log w)`` for one field
+        and one Gaussian ``eta``."""
         T = self.operator(field, j)
-        D, k2, s = T.D, self.kappas[j] ** 2, self.scale(j)
+        D, k2, lat = T.D, self.kappas[j] ** 2, self.lattice
+        xp = D.xp
         c = self.coeffs(j)
         swapped = np.stack([c[1], c[0]])
+        ls, P = self.log_scale(field, j)
+        even = T.even[..., 0, 0]
+        sx = (xp.exp(ls) * even)[..., None, None]
         x = D.gamma5(eta)
         rx = T.triangle_parts(x, False)                          # R_k x
         r = x - k2 * (swapped[0, 0] * rx[0] + swapped[0, 1] * rx[1])
         lr = T.triangle_parts(r, True)                           # L_k r
-        phi = s * D.gamma5(r - k2 * (swapped[1, 0] * lr[0] + swapped[1, 1] * lr[1]))
+        phi = sx * D.gamma5(r - k2 * (swapped[1, 0] * lr[0] + swapped[1, 1] * lr[1]))
         S, g = self._factor_action(field, j, phi)
-        g5g = D.gamma5(g)
-        h = D.gamma5(g - k2 * T._triangle(g, False, c))          # gamma5 (g - k^2 R_{c_R} g)
-        n = self.lattice.volume // 2 * int(np.prod(D.site_shape))
-        eta2 = float(inner(self.lattice, eta, eta).real)
+        gs = sx * g
+        g5g = D.gamma5(gs)
+        h = D.gamma5(gs - k2 * T._triangle(gs, False, c))        # gamma5 (g_s - k^2 R_{c_R} g_s)
+        ns = int(np.prod(D.site_shape))
+        sums = lat.comm.allreduce(np.array([float((ls * even).sum()), float((P * even).sum())]))
+        jac = 2.0 * ns * float(sums[0])
+        eta2 = float(inner(lat, eta, eta).real)
         grad = np.zeros(N_PARAMS)
-        grad[0] = 2.0 * float(inner(self.lattice, g, phi).real) - 2.0 * n
+        grad[0] = 2.0 * float(inner(lat, g, phi).real) - 2.0 * ns * (lat.volume // 2)
+        grad[1] = 2.0 * float(inner(lat, g, P[..., None, None] * phi).real) - 2.0 * ns * float(sums[1])
         for k in range(2):
-            grad[1 + k] = -2.0 * s * k2 * float(inner(self.lattice, g5g, lr[k]).real)   # c_R
-            grad[3 + k] = -2.0 * s * k2 * float(inner(self.lattice, h, rx[k]).real)     # c_L
-        return S - eta2 - 2.0 * n * float(self.theta[j, 0]), grad, eta2 - S
+            grad[2 + k] = -2.0 * k2 * float(inner(lat, g5g, lr[k]).real)   # c_R
+            grad[4 + k] = -2.0 * k2 * float(inner(lat, h, rx[k]).real)     # c_L
+        return S - eta2 - jac, grad, eta2 - S + jac
 
     # -- training ----------------------------------------------------------------------------------
     def train(self, fields_of_step, rng, steps: int, lr: float, gather=None, log=None) -> None:
@@ -166,11 +208,9 @@ class LearnedConditional:
             per = []
             for b, field in zip(samples, fields, strict=True):
                 row = []
-                if self._site_shape is None:
-                    self._site_shape = WilsonDirac(field, self.kappas[0], 0.0, self.bc).site_shape
                 for j in range(len(self.kappas)):
                     eta = gaussian_source(self.lattice, rng, ("flow-cond", j, int(step), int(b)),
-                                          field.backend, site_shape=self._site_shape)
+                                          field.backend, site_shape=self.site_shape(field))
                     obj, grad, lwf = self.objective(field, j, eta)
                     row.append(np.concatenate([[obj, lwf], grad]))
                 per.append(row)

@@ -27,9 +27,11 @@ in the reverse-KL loss (:mod:`.train`).
     ``s^2 M_0 (M^dag M)^{-1} M_0^dag``, finite only if every ``mu_i > 1/2``.  On 4x4 hot fields
     at kappa = 0.25 it is about 1 for ``triangular`` and 47 for ``free`` (8x8: 3 and 216);
     what is left is ``det M`` itself, which a proposal of determinant 1 cannot carry.
-    ``learned``: ``phi' = s M_c(U')^dag eta`` with per-path-class weights ``c`` and the scale
-    ``s`` trained by the conditional's reverse KL before the chain (:mod:`.conditional`;
-    ``det M_c = 1``, so the conditional density stays exact).
+    ``learned``: ``phi' = s(x) M_c(U')^dag eta`` with per-path-class weights ``c`` and a
+    site-dependent scale ``s(x) = exp(a + b P(x))`` of the local plaquette, trained by the
+    conditional's reverse KL before the chain (:mod:`.conditional`; ``det M_c = 1``, so the
+    conditional density stays exact; its Jacobian ``2 n_s sum_x log s(x)`` depends on ``U`` and
+    enters ``log w``).
     Training adds ``S_pf(U, phi)`` with ``phi`` the heatbath at ``U`` held fixed:
     ``E_phi[grad S_pf] = -grad log det(M^dag M)`` (the HMC pseudofermion force), an unbiased
     gradient of the marginal KL.
@@ -158,7 +160,7 @@ class FermionDeterminant:
             ks = self.hasenbusch + (self.kappa,)
             kts = [ks[0]] + [float(np.sqrt(ks[j] ** 2 - ks[j - 1] ** 2)) for j in range(1, len(ks))]
             self.conditional = LearnedConditional(lattice, kts, ks, bc, self.tol)
-            self.conditional.theta[:, 0] = np.log(self.proposal_scale)  # the initial s
+            self.conditional.theta[:, 0] = np.log(self.proposal_scale)  # the initial s = e^a
         self.last_factors = None  # (B, factors) of the latest proposal_terms (Hasenbusch)
         self.last_ratio_factors = None  # each factor's log r of the latest ratio_terms
         self._free = None
@@ -259,10 +261,10 @@ class FermionDeterminant:
             if not self.conditional.trained:
                 raise RuntimeError("the learned pseudofermion conditional is used before training")
             key = ("flow-pf",) if purpose is None else tuple(purpose)
-            M0 = self.conditional.operator(field, factor)
             eta = gaussian_source(self.lattice, self.rng, key + (int(i),), field.backend,
-                                  site_shape=M0.D.site_shape)
-            return self.conditional.scale(factor) * M0.apply_dagger(eta), inner(self.lattice, eta, eta).real
+                                  site_shape=self.conditional.site_shape(field))
+            phi, jac = self.conditional.propose(field, factor, eta)
+            return phi, inner(self.lattice, eta, eta).real + jac  # log q(phi | U) = -eta^2 - jac
         if self.proposal == "triangular":
             if self._paths is None:  # the path masks depend on the lattice only
                 self._paths = TriangularSchur.paths_of(self.lattice, field.backend.xp)
