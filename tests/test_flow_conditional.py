@@ -206,3 +206,29 @@ def test_learned_conditional_is_refused_where_it_does_not_apply():
 
     with pytest.raises(FlowError, match="fermions.hasenbusch changed"):
         det.conditional.load([[0.0, 1, 1, 1, 1]])
+
+
+@pytest.mark.mpi
+def test_objective_and_jacobian_are_the_same_on_every_grid():
+    from helpers import grids_run, on_grids
+    from lattice_hpc.comm import world
+
+    def body(lat):
+        rng = CounterRNG(6)
+        theta = np.stack([0.8 * np.pi * (rng.uniform(("theta", mu), lat.global_index, 1)[..., 0] - 0.5)
+                          for mu in range(2)])
+        U = torch.tensor(theta[None], dtype=torch.float64)
+        field = gauge_field(lat, U1, complex_links(U1, U)[0].numpy())
+        cond = LearnedConditional(lat, (0.2, 0.17), (0.2, 0.26))
+        cond.theta[:] = [[0.05, 0.3, 1.1, 0.9, 1.2, 0.8], [-0.03, -0.2, 0.9, 1.15, 0.85, 1.05]]
+        out = []
+        for j in range(2):
+            eta = gaussian_source(lat, CounterRNG(9), ("x", j), field.backend, site_shape=(2, 1))
+            obj, grad, lwf = cond.objective(field, j, eta)
+            out.append(np.concatenate([[obj, lwf, cond.propose(field, j, eta)[1]], grad]))
+        return np.array(out)
+
+    res = on_grids((8, 8), [(1, 1), (1, 2), (2, 2)], body)
+    if world().rank == 0:
+        for key in grids_run(res):
+            np.testing.assert_allclose(res[key], res["serial"], rtol=1e-10, atol=1e-10)

@@ -58,8 +58,8 @@ Keys (beyond :data:`.config.COMMON`), defaults in brackets::
              det(D^dag D) enters the training loss and the chain, :mod:`lattice_hpc.flows.
              determinant`), proposal ["triangular"] (triangular | free | learned: the operator M_0
              of the pseudofermion proposals phi = s M_0^dag eta; learned: the triangular operator
-             with weights per path class and s trained by the conditional's reverse KL before the
-             first proposal, :mod:`lattice_hpc.flows.conditional`, on conditional_steps [100]
+             with weights per path class and a scale s(x) = exp(a + b P(x)) of the local
+             plaquette, trained by the conditional's reverse KL before the first proposal, :mod:`lattice_hpc.flows.conditional`, on conditional_steps [100]
              batches of conditional_batch [8] proposals with Adam at conditional_lr [0.02]; the
              run directory's ``conditional.json`` holds its history and parameters, and the
              summary ``conditional``), proposal_kappa [0.0] (of free; 0: kappa),
@@ -209,7 +209,10 @@ class FlowJob(JobType):
             raise ConfigError(f"lattice.grid = {grid} has {n} ranks, which does not divide the "
                               f"{comm.size} ranks of the job (flow jobs run {comm.size} // {n} "
                               "data-parallel replicas of the grid)")
-        for what, b in (("train.batch", cfg["train"]["batch"]), ("sample.batch", cfg["sample"]["batch"])):
+        batches = [("train.batch", cfg["train"]["batch"]), ("sample.batch", cfg["sample"]["batch"])]
+        if cfg["fermions"]["flavours"] and cfg["fermions"]["proposal"] == "learned":
+            batches.append(("fermions.conditional_batch", cfg["fermions"]["conditional_batch"]))
+        for what, b in batches:
             if b % (comm.size // n):
                 raise ConfigError(f"{what} = {b} must be a multiple of the {comm.size // n} "
                                   f"data-parallel replicas (lattice.grid = {grid} on {comm.size} ranks)")
@@ -297,6 +300,9 @@ class FlowJob(JobType):
         if st.get("log_w_gauge") is not None:
             self.log_w_gauge = float(st["log_w_gauge"])
         if st.get("conditional") is not None:
+            if getattr(self.fermion, "conditional", None) is None:
+                raise ConfigError("the checkpoint holds a learned pseudofermion conditional, but "
+                                  "fermions.proposal is not 'learned'")
             self.fermion.conditional.load(st["conditional"])
         if st.get("log_w") is not None:
             self.metro.log_w = float(st["log_w"])
@@ -505,6 +511,7 @@ class FlowJob(JobType):
         self.fermion.train_conditional(fields_of_step, fe["conditional_steps"], fe["conditional_lr"],
                                        self.par.gather, self.log.info)
         cond = self.fermion.conditional
+        cond.theta = np.array(self.world.bcast(cond.state(), root=0))  # bitwise the same everywhere
         self.log.info(f"learned conditional trained in {time.perf_counter() - t:.1f} s: "
                       f"theta = {cond.state()}")
         if self.world.rank == 0:
@@ -568,10 +575,8 @@ class FlowJob(JobType):
         if len(lff) >= 2:  # Hasenbusch: the variance of each factor's part
             out["log_w_fermion_var_factors"] = [float(v) for v in lff.var(axis=0, ddof=1)]
         cond = getattr(self.fermion, "conditional", None)
-        if cond is not None and cond.trained:
-            out["conditional"] = {"theta": cond.state(),
-                                  "objective_first": cond.history[0]["objective"] if cond.history else None,
-                                  "objective_last": cond.history[-1]["objective"] if cond.history else None}
+        if cond is not None and cond.trained:  # its history: conditional.json in the run directory
+            out["conditional"] = {"theta": cond.state()}
         if pure_gauge and self.group.N == 1 and self.lattice.ndim == 2 and len(lw) >= 2:
             out["exact"] = exact_comparison(records, self.beta, self.lattice.volume)
         if self.history["loss"]:

@@ -27,10 +27,10 @@ Learned coefficients (``coeffs``, :mod:`lattice_hpc.flows.conditional`): the two
 into two classes, straight (``d = 2 s e_mu``) and bent (``mu != nu``), and each triangle can carry
 its own weight per class, ``L_c = c_{L,straight} L_straight + c_{L,bent} L_bent`` (likewise
 ``R_c``), ``M_c = (1 - k^2 L_c)(1 - k^2 R_c)``.  Every such ``M_c`` is still unit triangular
-(``det M_c = 1`` for any real ``c``) and gauge covariant; ``c = 1`` is ``M_0``.  With ``c``
-not all equal, ``L_c^dag = gamma_5 R_c' gamma_5`` holds with ``c'`` the lower coefficients moved
-to the upper triangle, so :meth:`apply_dagger` keeps the ``gamma_5`` form only through
-:meth:`apply` of the swapped coefficients (done there).
+(``det M_c = 1`` for any real ``c``) and gauge covariant; ``c = 1`` is ``M_0``.  Reversing a
+path keeps it straight or bent, so ``L_k^dag = gamma_5 R_k gamma_5`` class by class and
+``M_c^dag = gamma_5 M_{c'} gamma_5`` with ``c'`` the two triangles' coefficients swapped
+(:meth:`apply_dagger`; with ``c_L = c_R``, ``c' = c``).
 """
 
 from __future__ import annotations
@@ -141,13 +141,8 @@ class TriangularSchur:
         """``M_c^dag psi = gamma_5 M_c' gamma_5 psi`` with ``c'`` the coefficients of the two
         triangles swapped (``L^dag = gamma_5 R gamma_5`` path class by path class, applied in
         the reverse order: ``M_c^dag = (1 - k^2 R_c^dag)(1 - k^2 L_c^dag)``)."""
-        D, k2 = self.D, self.kappa ** 2
-        x = D.gamma5(psi)
-        c = self.coeffs
-        # (1 - k^2 L_c^dag) = gamma5 (1 - k^2 R_{c_L}) gamma5 first, then (1 - k^2 R_c^dag)
-        r = x - k2 * self._triangle(x, False, np.stack([c[1], c[0]]))
-        r = r - k2 * self._triangle(r, True, np.stack([c[1], c[0]]))
-        return D.gamma5(r)
+        D, c = self.D, self.coeffs
+        return D.gamma5(self.apply(D.gamma5(psi), np.stack([c[1], c[0]])))
 
 
 __all__ = ["TriangularSchur"]

@@ -13,16 +13,19 @@ Gaussian ``eta`` (``P ~ exp(-eta^dag eta)``)
 with ``L_c``, ``R_c`` the two-hop hopping term of the even/odd operator split into the parts below
 and above the diagonal in the global site order and weighted per path class (straight, bent;
 :mod:`lattice_hpc.fermions.triangular`).  ``M_c`` is unit triangular, so ``det M_c = 1`` for
-every ``c``; ``P(x)`` is the gauge-invariant local plaquette (``(1/N) Re Tr`` of the plaquettes
-with corner ``x``, averaged over the planes), so the site-dependent scale keeps the map gauge
-covariant, and the density is exact:
+every ``c``; ``P(x)`` is the gauge-invariant local plaquette (``(1/N) Re Tr`` of the plaquette
+based at ``x`` in each plane, averaged over the planes), so the site-dependent scale keeps the
+map gauge covariant, and the density is exact:
 
     log q(phi | U) = -eta^dag eta - 2 n_s sum_{x even} (a + b P(x)) - n log pi,
 
 ``n_s`` = spins x colours, ``n = (V/2) n_s``.  The scale is what lets a proposal carry part of
 ``det M`` itself, which no determinant-one operator can: to leading order of the hopping
-expansion ``log det(M^dag M)`` is a constant plus a multiple of ``sum_x P(x)`` (the closed
-four-hop loops of ``tr K^2`` are the plaquettes), and ``exp(2 n_s b sum P)`` is such a factor.
+expansion ``log det(M^dag M)`` is a constant plus a multiple of the plaquette sum (the closed
+four-hop loops of ``tr K^2`` are the plaquettes), and ``exp(2 n_s b sum_{x even} P(x))`` is a
+factor of that kind.  (It covers the plaquettes based at even sites, half of them; averaging the
+``2 d (d - 1)`` plaquettes that touch ``x`` would cover all of them and correlates better with
+``log det``: 0.69 against 0.49 on hot 6x6 U(1) fields at ``kappa = 0.25``.)
 ``theta = (a, b, c_R, c_L)`` (six real numbers per Hasenbusch factor; ``a = b = 0``, ``c = 1`` is
 the ``triangular`` proposal) is trained by the reverse KL of the conditional, averaged over the
 flow's own proposals ``U ~ q(U)``:
@@ -31,10 +34,10 @@ flow's own proposals ``U ~ q(U)``:
 
 ``S_j`` the action of factor ``j`` (``phi^dag (M_1^dag M_1)^{-1} phi``, or the Hasenbusch ratio's
 ``phi^dag M_j (M_{j+1}^dag M_{j+1})^{-1} M_j^dag phi``); the last term does not depend on
-``theta``.  Its minimum 0 is reached when ``s^2 M_c (M^dag M)^{-1} M_c^dag = 1``; the
-fermion part of the chain's ``log w``, ``-S_j + eta^dag eta`` (the constant ``2 n log s`` dropped),
-then has zero variance.  The chain's fermion part of ``log w`` is ``-S_j + eta^dag eta + 2 n_s
-sum_x log s_j(x)`` (the whole ``log q``, up to ``n log pi``).  The gradient is exact and costs
+``theta``.  With ``A`` the map ``eta -> phi`` and ``X_j`` the kernel of ``S_j``, its minimum 0 is
+reached when ``A^dag X_j A = 1``.  The chain's fermion part of ``log w`` is ``-S_j + eta^dag eta
++ 2 n_s sum_x log s_j(x)`` (the whole ``log q``, up to ``n log pi``); at that minimum it equals
+``log det_j(U)`` for every ``eta`` (no variance given ``U``).  The gradient is exact and costs
 one solve per sample (the solve of ``S_j`` itself): with ``g = dS/dphi^*`` (``(M^dag M)^{-1}
 phi``, or ``M_j (M_{j+1}^dag M_{j+1})^{-1} M_j^dag phi``), ``g_s = s g`` (site by site),
 ``x = gamma_5 eta``, ``r = x - k^2 R_{c_L} x`` and ``phi = s gamma_5 (r - k^2 L_{c_R} r)``
@@ -44,13 +47,14 @@ phi``, or ``M_j (M_{j+1}^dag M_{j+1})^{-1} M_j^dag phi``), ``g_s = s g`` (site b
     dS/dc_{R,k}  = -2 k^2 Re < gamma_5 g_s, L_k r >,
     dS/da        =  2 Re < g, phi >,       dS/db = 2 Re < g, P phi >,
 
-(``X_{c'}`` the triangle ``X`` weighted with the other triangle's coefficients, ``R_k``, ``L_k``
-the unweighted classes), and Adam (torch) takes the steps.  Training happens once, after the
+(``X_{c_Y}`` the triangle ``X`` weighted with the coefficients ``c_Y`` of triangle ``Y``, ``R_k``,
+``L_k`` the unweighted classes), and Adam (torch) takes the steps.  Training happens once, after the
 flow's training and before the first proposal, on ``fermions.conditional_steps`` batches of
 ``fermions.conditional_batch`` proposals of the trained flow (prior counters
 ``("flow-cond-z", step)``, Gaussians ``("flow-cond", j, step, b)`` of the sampling seed), so it
-is the same on every process grid and on resume; the parameters are then fixed for the whole
-chain (an independence chain needs a fixed proposal) and checkpointed with it.
+is the same on every process grid (to rounding) and on resume; the parameters are then fixed
+for the whole chain (an independence chain needs a fixed proposal) and checkpointed with it.
+The history's ``theta`` of step ``k`` is the one before that step's update.
 
 The parameters are global; coefficients from a context network on the plaquettes (site-dependent
 weights of the path classes, a richer ``s(x)``) would keep every property above (``det M_c =
@@ -214,7 +218,7 @@ class LearnedConditional:
                     obj, grad, lwf = self.objective(field, j, eta)
                     row.append(np.concatenate([[obj, lwf], grad]))
                 per.append(row)
-            allv = gather(np.asarray(per, dtype=np.float64))        # (B, factors, 2 + 5)
+            allv = gather(np.asarray(per, dtype=np.float64))        # (B, factors, 2 + N_PARAMS)
             if not np.all(np.isfinite(allv)):
                 raise FlowError(f"learned conditional, step {step}: a non-finite objective or "
                                 "gradient")
