@@ -143,3 +143,15 @@ def final_field(run_dir):
     names = sorted(n for n in os.listdir(os.path.join(run_dir, "checkpoints")) if n.endswith(".h5"))
     with h5py.File(os.path.join(run_dir, "checkpoints", names[-1]), "r") as f:
         return f["gauge/links"][...], json.loads(f["chain"].attrs["state"])
+
+
+def dense_even_operator(apply, D):
+    """The dense matrix of an even-site operator ``apply`` (one rank), in the order of
+    :class:`lattice_hpc.flows.fermions._EvenBasis` of the Dirac operator ``D``."""
+    from lattice_hpc.flows.fermions import _EvenBasis
+
+    basis = _EvenBasis(D)
+    out = np.zeros((basis.n, basis.n), dtype=np.complex128)
+    for j in range(basis.n):
+        out[:, j] = basis.local_part(apply(basis.vectors(j, j + 1)[0]))
+    return out

@@ -19,12 +19,13 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import dense_even_operator as _dense
 from lattice_hpc.comm import self_comm
 from lattice_hpc.fermions import WilsonDirac, inner
 from lattice_hpc.fermions.triangular import TriangularSchur
 from lattice_hpc.flows.conditional import LearnedConditional
 from lattice_hpc.flows.determinant import FermionDeterminant
-from lattice_hpc.flows.fermions import _EvenBasis, complex_links, dense_schur, gauge_field
+from lattice_hpc.flows.fermions import complex_links, dense_schur, gauge_field
 from lattice_hpc.geometry import Lattice
 from lattice_hpc.groups import get_group
 from lattice_hpc.hmc.pseudofermions import gaussian_source
@@ -32,14 +33,6 @@ from lattice_hpc.rng import CounterRNG
 
 U1, SU3 = get_group("U1"), get_group("SU3")
 COEFFS = [[1.3, 0.7], [0.8, 1.2]]  # [[c_R straight, c_R bent], [c_L straight, c_L bent]]
-
-
-def _dense(apply, D):
-    basis = _EvenBasis(D)
-    out = np.zeros((basis.n, basis.n), dtype=np.complex128)
-    for j in range(basis.n):
-        out[:, j] = basis.local_part(apply(basis.vectors(j, j + 1)[0]))
-    return out
 
 
 def _u1_field(dims, seed, amp=0.8):
