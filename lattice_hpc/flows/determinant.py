@@ -153,13 +153,15 @@ class FermionDeterminant:
                               f"determinant = 'pseudofermion', not {treatment!r}")
         self.proposal = proposal
         self.hasenbusch = check_hasenbusch(hasenbusch, self.kappa, treatment, proposal)
+        ks = self.hasenbusch + (self.kappa,)
+        #: ``kappa`` of each factor's triangular proposal operator: ``k_1``, then ``r_j``
+        self.proposal_kappas = (ks[0],) + tuple(float(np.sqrt(ks[j] ** 2 - ks[j - 1] ** 2))
+                                                for j in range(1, len(ks)))
         self.conditional = None
         if proposal == "learned":
             from .conditional import LearnedConditional
 
-            ks = self.hasenbusch + (self.kappa,)
-            kts = [ks[0]] + [float(np.sqrt(ks[j] ** 2 - ks[j - 1] ** 2)) for j in range(1, len(ks))]
-            self.conditional = LearnedConditional(lattice, kts, ks, bc, self.tol)
+            self.conditional = LearnedConditional(lattice, self.proposal_kappas, ks, bc, self.tol)
             self.conditional.theta[:, 0] = np.log(self.proposal_scale)  # the initial s = e^a
         self.last_factors = None  # (B, factors) of the latest proposal_terms (Hasenbusch)
         self.last_ratio_factors = None  # each factor's log r of the latest ratio_terms
@@ -228,7 +230,7 @@ class FermionDeterminant:
         ks = self.hasenbusch + (self.kappa,)
         parts = []
         for j in range(len(ks)):
-            kt = ks[0] if j == 0 else float(np.sqrt(ks[j] ** 2 - ks[j - 1] ** 2))
+            kt = self.proposal_kappas[j]
             purpose = None if j == 0 else ("flow-pf-h", j)
             phis, eta2 = [], []
             for b, field in enumerate(fields):
