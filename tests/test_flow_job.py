@@ -292,3 +292,31 @@ def test_training_in_single_precision_samples_in_double_and_resumes_exactly(tmp_
     assert proc.returncode != 0
     out3 = _run(job3, sets=single)
     assert run_records(rd3) == ra and out3["acceptance"] == out["acceptance"]
+
+
+def test_4d_chains_record_the_polyakov_loop_of_the_accepted_field(tmp_path):
+    """A 4D pure-gauge chain (flow proposals and heatbath steps) records the Polyakov loop of
+    the chain's field: unchanged by a rejected proposal, ``|P| = hypot(Re P, Im P)``, and the
+    last record's value is ``(1/N) Tr prod_t U_t`` of the field the chain ends on."""
+    job = tmp_path / "su2p.toml"
+    job.write_text('[job]\ntype = "flow"\nname = "su2p"\n[lattice]\ndims = [4, 4, 4, 4]\n'
+                   '[action]\ngroup = "SU2"\nbeta = 1.0\n[flow]\nlayers = 2\nhidden = [2]\n'
+                   '[train]\nsteps = 1\nbatch = 1\n[sample]\nmeasure = 10\nbatch = 3\n'
+                   f'heatbath_every = 3\n[output]\ndir = "{tmp_path}/run"\n')
+    out = _run(str(job))
+    recs = run_records(str(tmp_path / "run"))
+    assert len(recs) == 10 and "polyakov_abs" in out
+    for a, b in zip(recs, recs[1:]):
+        if not b.get("heatbath") and not b["accepted"]:
+            assert (b["polyakov_re"], b["polyakov_im"]) == (a["polyakov_re"], a["polyakov_im"])
+    assert any(r.get("heatbath") for r in recs)
+    for r in recs:
+        assert abs(r["polyakov_abs"] - np.hypot(r["polyakov_re"], r["polyakov_im"])) < 1e-15
+    links, _ = final_field(str(tmp_path / "run"))
+    Ut = links[3]  # the time direction's links, memory axis 0 = t
+    prod = Ut[0]
+    for t in range(1, Ut.shape[0]):
+        prod = prod @ Ut[t]
+    p = np.trace(prod, axis1=-2, axis2=-1).mean() / 2
+    assert abs(p - complex(recs[-1]["polyakov_re"], recs[-1]["polyakov_im"])) < 1e-12
+    assert len({r["polyakov_re"] for r in recs}) > 1

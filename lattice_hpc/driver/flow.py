@@ -410,6 +410,7 @@ class FlowJob(JobType):
         self.metro.log_w = lw
         self.current, self._field_of = cur, cur
         self.current_obs = {k: float(v[0]) for k, v in obs.items()}
+        self.current_obs.update(self._field_observables(i))
         self._last = {"accepted": True, "log_w": lw, "heatbath": True}
         if m is None:
             return None
@@ -480,8 +481,7 @@ class FlowJob(JobType):
                 mine = U[local].clone() if owner == par.replica else torch.empty_like(U[0])
                 self.current = broadcast_tensor(mine, par.cross, root=owner)
             self.current_obs = {name: float(v[k]) for name, v in obs.items()}
-            if self.fermion is not None:
-                self.current_obs.update(self._fermion_observables(i))
+            self.current_obs.update(self._field_observables(i))
         self._last = {"accepted": accepted, "log_w": lw_k}
         if m is None:
             return None
@@ -523,18 +523,24 @@ class FlowJob(JobType):
                            "seconds": time.perf_counter() - t}, fh)
             os.replace(path + ".tmp", path)
 
-    def _fermion_observables(self, i: int) -> dict:
-        """Collective: observables of a newly accepted field in a job with fermions: the Polyakov
-        loop, and as ``[fermions]`` asks the pion correlator at ``kappa`` (``pion = true``) and
-        ``(1/V) Tr D^{-1}`` (``condensate_noise`` Z2 vectors keyed by the proposal ``i``).
-        Computed once per accepted field; rejected proposals keep them with the field."""
+    def _field_observables(self, i: int) -> dict:
+        """Collective: observables of a newly accepted field that need the whole field: the
+        Polyakov loop (4D, or any job with fermions, whose boundary conditions couple to it), and
+        in a job with fermions, as ``[fermions]`` asks, the pion correlator at ``kappa``
+        (``pion = true``) and ``(1/V) Tr D^{-1}`` (``condensate_noise`` Z2 vectors keyed by the
+        proposal ``i``).  Computed once per accepted field; rejected proposals keep them with the
+        field."""
         from ..fermions import WilsonDirac, chiral_condensate, pion_correlator, point_propagator
         from ..gauge.observables import polyakov_loop
 
+        if self.fermion is None and self.lattice.ndim != 4:
+            return {}
         U = self.field
         U.refresh()
         p = polyakov_loop(U)
         out = {"polyakov_re": p.real, "polyakov_im": p.imag, "polyakov_abs": abs(p)}
+        if self.fermion is None:
+            return out
         fe = self.cfg["fermions"]
         if fe["pion"] or fe["condensate_noise"]:
             D = WilsonDirac(U, fe["kappa"])
