@@ -9,15 +9,21 @@ Each run is ``lattice-hpc run validation/flow_fermions/JOB.toml`` (``mpirun -n N
 ``--np``); the runs are resumable, so running the script again continues them.
 ``--report-only`` only reads what the run directories hold (and the stored reweighting results).
 
-- ``nf2_4d``: 4D SU(3), Nf=2 Wilson, 4^4, beta = 1, kappa = 0.1 (su3_nf2_4444_b1.0_k0.1.toml and
-  its independent replica su3_nf2_4444_b1.0_k0.1_chain2.toml, pseudofermion route with the
+- ``nf2_4d``: 4D SU(3), Nf=2 Wilson, 4^4, beta = 1, kappa = 0.1 (su3_nf2_4444_b1.0_k0.1.toml,
+  its independent replica su3_nf2_4444_b1.0_k0.1_chain2.toml and a third chain of chain2's flow,
+  su3_nf2_4444_b1.0_k0.1_chain3.toml, pseudofermion route with the
   triangular conditional; each chain and their inverse-variance combination, with chi^2 and
   the PDG scale factor; a chain whose run directory is not on this machine comes, under
   ``--report-only``, from the newest committed result holding it) against the HMC reference ensemble
   and a second, longer HMC ensemble (hmc_su3_nf2_4444_b1.0_k0.1_long.toml) and both combined
   (bench/results/reference_ensemble_nf2_b1.0_k0.1_4x4x4x4.json): plaquette, Polyakov loop,
   pion C(1) and C(2) within 2 combined sigma; acceptance, ESS, and the cost per independent
-  sample of the plaquette (seconds per step times 2 tau_int) of both;
+  sample of the plaquette (seconds per step times 2 tau_int) of both; and the pure-gauge check
+  of |P| (``pure_gauge_polyakov``): a chain of the beta = 1 flow
+  (validation/flow/su3_4444_b1.0_planes_chain3.toml), the heatbath
+  (validation/flow/quenched_su3_4444_b1.0.toml) and importance reweighting of 20000 fresh
+  proposals of that flow (tools/reweight_flow.py, stored as
+  validation/flow/runs/reweight_su3_4444_b1.0_planes.json);
 - ``conditionals``: the pseudofermion conditionals of phi given U on the same gauge proposals
   (one sampling seed): L=8 Schwinger at kappa = 0.276 with pure-gauge proposals (pf_*.toml: one
   triangular factor, Hasenbusch [0.2, 0.25], Hasenbusch + learned) and the 4D point with its
@@ -93,7 +99,9 @@ def chain(run_dir: str, keys) -> dict:
     out = {"run_dir": os.path.relpath(run_dir, ROOT), "measurements": len(recs)}
     if not recs:
         return out
-    out["acceptance"] = float(np.mean([r["accepted"] for r in recs if "accepted" in r]))
+    acc = [r["accepted"] for r in recs if "accepted" in r]
+    if acc:  # (a heatbath's records have none)
+        out["acceptance"] = float(np.mean(acc))
     sec = seconds_per_step(recs)
     out["seconds_per_step"] = sec
     for k in keys:
@@ -119,9 +127,62 @@ def _cost(c: dict, key: str, extra_seconds: float = 0.0):
 
 
 #: the independent 4D Nf=2 chains (the same pipeline, other seeds), combined in the report
-NF2_CHAINS = ("su3_nf2_4444_b1.0_k0.1", "su3_nf2_4444_b1.0_k0.1_chain2")
+NF2_CHAINS = ("su3_nf2_4444_b1.0_k0.1", "su3_nf2_4444_b1.0_k0.1_chain2", "su3_nf2_4444_b1.0_k0.1_chain3")
 #: a second HMC ensemble at that point, 8000 trajectories with another seed
 HMC_LONG = "hmc_su3_nf2_4444_b1.0_k0.1_long"
+
+
+#: the pure-gauge check of |P|: a chain of the beta = 1 flow the fermion flows start from, the
+#: heatbath, and importance reweighting of fresh proposals of that flow (tools/reweight_flow.py)
+FLOW_VAL = os.path.join(ROOT, "validation", "flow")
+PURE_CHAIN, PURE_HEATBATH = "su3_4444_b1.0_planes_chain3", "quenched_su3_4444_b1.0"
+PURE_MODEL = "validation/flow/models/su3_4444_b1.0_planes.h5"
+PURE_REWEIGHT = os.path.join(FLOW_VAL, "runs", "reweight_su3_4444_b1.0_planes.json")
+
+
+def pure_gauge_polyakov(np_, report_only):
+    """The Polyakov loop of the beta = 1 pure-gauge flow against the heatbath: its chain
+    (``PURE_CHAIN``), and the same flow's fresh proposals reweighted by ``exp(-S - log q)``, with
+    their mean under ``q`` (what the flow itself samples).  At kappa = 0.1 the determinant moves
+    ``|P|`` by far less than the errors here (its leading coupling is linear in ``Re P``), so
+    this separates the gauge flow's sampling of ``|P|`` from the fermions'.  Under
+    ``--report-only`` without the run directories: the newest committed figures, or None."""
+    keys = ("plaquette", "polyakov_re", "polyakov_abs")
+    c = chain(validate_flow.run(PURE_CHAIN, np_, report_only, FLOW_VAL), keys)
+    hb = chain(validate_flow.run(PURE_HEATBATH, np_, report_only, FLOW_VAL), keys)
+    if not report_only and not os.path.exists(PURE_REWEIGHT):
+        subprocess.run([sys.executable, os.path.join(ROOT, "tools", "reweight_flow.py"), PURE_MODEL,
+                        "--beta", "1", "--samples", "20000", "--batch", "100", "--out", PURE_REWEIGHT],
+                       cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    try:
+        with open(PURE_REWEIGHT) as fh:
+            rw = json.load(fh)
+    except FileNotFoundError:
+        rw = None
+    if not c["measurements"] or not hb["measurements"]:
+        return _stored("pure_gauge_polyakov")
+    out = {"flow_chain": c, "heatbath": hb, "reweighting": rw, "compare": {}}
+    for k in keys:
+        rwk = {"value": rw[k]["reweighted"], "error": rw[k]["error"]} if rw and k in rw else None
+        out["compare"][k] = {"chain_minus_heatbath_sigma": _sigma(c.get(k), hb.get(k)),
+                             "reweighting_minus_heatbath_sigma": _sigma(rwk, hb.get(k)),
+                             "mean_under_q": rw[k]["mean_under_q"] if rw and k in rw else None}
+    return out
+
+
+def _stored(key: str):
+    """The newest committed ``nf2_4d[key]`` of ``bench/results/validation_flow_fermions_*.json``
+    (naming its file), or None."""
+    import glob
+
+    best = None
+    for path in sorted(glob.glob(os.path.join(ROOT, "bench", "results", "validation_flow_fermions_*.json"))):
+        with open(path) as fh:
+            res = json.load(fh)
+        v = (res.get("nf2_4d") or {}).get(key)
+        if v and (best is None or res.get("date", "") >= best[0]):
+            best = (res.get("date", ""), dict(v, stored_in=os.path.relpath(path, ROOT)))
+    return None if best is None else best[1]
 
 
 def stored_chain(run_dir: str):
@@ -191,7 +252,8 @@ def nf2_4d(np_, report_only):
         if comb:
             row["deviation_sigma_scaled"] = _sigma(dict(comb, error=comb["error"] * comb["scale_factor"]), h[k])
         rows[k] = row
-    out = {"chains": chains, "hmc": h, "hmc_long": h2, "compare": rows}
+    out = {"chains": chains, "hmc": h, "hmc_long": h2, "compare": rows,
+           "pure_gauge_polyakov": pure_gauge_polyakov(np_, report_only)}
     if done:
         pure = training_seconds(os.path.join(ROOT, "validation", "flow", "runs", "su3_4444_b1.0_planes")) or 0
         ch = _cost(h, "plaquette")
