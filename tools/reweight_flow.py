@@ -17,10 +17,13 @@ reweighted values agree with the exact ones, ``log q`` is the density of the pro
 of the application that disagrees while this agrees points at the chain (or at its error
 estimate), one that agrees with both at neither.  One process, float64.
 
-A 4D SU(N) flow is checked against its pure-gauge target (``--kappa`` is for 2D): the plaquette,
-the real part and the modulus of the Polyakov loop ``(1/N) Tr prod_t U_t`` (spatial average),
-reweighted and under ``q``, with the offline chain's values beside them, to be compared with
-the heatbath.
+A 4D SU(N) flow is checked against its pure-gauge target: the plaquette, the real part and the
+modulus of the Polyakov loop ``(1/N) Tr prod_t U_t`` (spatial average), reweighted and under
+``q``, with the offline chain's values beside them, to be compared with the heatbath.  With
+``--kappa`` (4D SU(3)) the target has two Wilson flavours and each proposal's weight carries the
+unbiased pseudofermion estimate of ``det(D^dag D)``, ``exp(-phi^dag (D^dag D)^-1 phi + eta^dag
+eta)`` with ``phi = M_0^dag eta`` (the triangular conditional of the flow chains, own counters),
+so that the reweighting checks the chains' weights without their Metropolis dynamics.
 """
 
 from __future__ import annotations
@@ -78,21 +81,29 @@ def main() -> int:
     if not u1_2d and (arch["group"] == "U1" or len(arch["dims"]) != 4):
         sys.exit(f"{a.model}: a {arch['group']} {len(arch['dims'])}D flow; this check is for "
                  f"2D U(1) and 4D SU(N)")
-    if a.kappa and not u1_2d:
-        sys.exit(f"--kappa: the dense-determinant target is the 2D Schwinger model; "
+    if a.kappa and not u1_2d and arch["group"] != "SU3":
+        sys.exit(f"--kappa: two Wilson flavours are for the 2D Schwinger model and 4D SU(3); "
                  f"{a.model} is a 4D {arch['group']} flow")
     lat = Lattice(tuple(arch["dims"]), (1,) * len(arch["dims"]), comm=comm)
     fl = FlowLattice(lat, "cpu", "double")
     flow = GaugeFlow(fl, arch, 0)
     flow.load_state_dict({k: torch.as_tensor(v) for k, v in weights.items()})
     group, rng = get_group(arch["group"]), CounterRNG(a.seed)
+    fermion = None
+    if a.kappa and not u1_2d:  # 4D: the pseudofermion estimate of det(D^dag D), its own counters
+        from lattice_hpc.flows.determinant import FermionDeterminant
+
+        fermion = FermionDeterminant(lat, group, a.kappa, "pseudofermion", CounterRNG(a.seed + 1),
+                                     CounterRNG(a.seed + 2))
     lws, obs_all = [], {}
     with torch.no_grad():
         for j in range(a.samples // a.batch):
             z = haar_sample(fl, group, rng, ("reweight",), range(j * a.batch, (j + 1) * a.batch))
             U, log_q = flow.sample(z)
             lw, obs = weigh(fl, group, U, log_q, a.beta)
-            if a.kappa:
+            if fermion is not None:
+                lw = lw + fermion.proposal_terms(U, j * a.batch)
+            elif a.kappa:
                 from lattice_hpc.fermions.dense import logdet_normal_dense
 
                 links = torch.exp(1j * U).numpy()[..., None, None]  # (B, 2, L_t, L_x, 1, 1)

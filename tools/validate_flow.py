@@ -22,8 +22,9 @@ session is continued in the next one.  ``--report-only`` only reads what the run
   values like ``u1_L8``) and continued at L = 16 (u1_L16_b6_resized.toml);
 - ``su3`` (``su3_b1``: beta 1 only, with its second chain su3_4444_b1.0_planes_chain2.toml;
   ``su3_b1.25``, ``su3_b1.25_ft`` and ``su3_b2``: beta 1.25 (su3_4444_b1.25.toml and its second
-  stage su3_4444_b1.25_ft.toml) or 2 alone; ``su3_b1.25_ft_chains``: the second stage's two
-  chains, su3_4444_b1.25_ft.toml, su3_4444_b1.25_ft_chain2.toml and su3_4444_b1.25_ft_chain3.toml,
+  stage su3_4444_b1.25_ft.toml) or 2 alone; ``su3_b1.25_ft_chains``: the second stage's
+  chains, su3_4444_b1.25_ft.toml, su3_4444_b1.25_ft_chain2.toml, su3_4444_b1.25_ft_chain3.toml
+  and su3_4444_b1.25_ft_chain4.toml,
   and their combination; with ``--report-only``, a chain whose run directory is not on this
   machine is taken from the newest committed result that holds it, naming the file):
   4D SU(3), 4^4, beta = 1 and 2: flow chain (su3_4444_b1.0_planes.toml, su3_4444_b2.0.toml) against the heatbath
@@ -124,6 +125,7 @@ EARLIER_STAGES = {"u1_L8_b2_ft": ["u1_L8_b2"], "u1_L8_b2_ft2": ["u1_L8_b2_ft", "
                   "su3_4444_b1.25_ft": ["su3_4444_b1.25", "su3_4444_b1.0_planes"],
                   "su3_4444_b1.25_ft_chain2": ["su3_4444_b1.25_ft", "su3_4444_b1.25", "su3_4444_b1.0_planes"],
                   "su3_4444_b1.25_ft_chain3": ["su3_4444_b1.25_ft", "su3_4444_b1.25", "su3_4444_b1.0_planes"],
+                  "su3_4444_b1.25_ft_chain4": ["su3_4444_b1.25_ft", "su3_4444_b1.25", "su3_4444_b1.0_planes"],
                   "su3_4444_b1.0_ft": ["su3_4444_b1.0"], "su3_4444_b2.0": ["su3_4444_b1.0_planes"],
                   "u1_L16_b6_resized": ["u1_L8_b6"]}
 
@@ -205,7 +207,8 @@ def u1_L16(np_, report_only, flows=None):
 SU3_FLOWS = {"1.0": "su3_4444_b1.0_planes", "1.0_chain2": "su3_4444_b1.0_planes_chain2",
              "1.25": "su3_4444_b1.25", "1.25_ft": "su3_4444_b1.25_ft",
              "1.25_ft_chain2": "su3_4444_b1.25_ft_chain2",
-             "1.25_ft_chain3": "su3_4444_b1.25_ft_chain3", "2.0": "su3_4444_b2.0"}
+             "1.25_ft_chain3": "su3_4444_b1.25_ft_chain3",
+             "1.25_ft_chain4": "su3_4444_b1.25_ft_chain4", "2.0": "su3_4444_b2.0"}
 
 
 def stored_row(key: str, run_dir: str):
@@ -313,7 +316,7 @@ def main():
                      "su3_b1.25": lambda n, r: su3(n, r, ("1.25",)),
                      "su3_b1.25_ft": lambda n, r: su3(n, r, ("1.25_ft",)),
                      "su3_b1.25_ft_chains": lambda n, r: su3(n, r, ("1.25_ft", "1.25_ft_chain2",
-                                                                     "1.25_ft_chain3")),
+                                                                     "1.25_ft_chain3", "1.25_ft_chain4")),
                      "su3_b2": lambda n, r: su3(n, r, ("2.0",))}[part](a.np, a.report_only)
     text = json.dumps(res, indent=1)
     print(text)
