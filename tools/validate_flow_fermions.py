@@ -156,7 +156,7 @@ def det_reweighting(report_only, heatbath):
         with open(DET_REWEIGHT) as fh:
             rw = json.load(fh)
     except FileNotFoundError:
-        return _stored("det_reweighting")
+        return _stored("nf2_4d", "det_reweighting")
     out = {"result": rw, "job": "tools/reweight_quenched_det.py " + " ".join(DET_ARGS), "nf2_estimate": {}}
     for k in ("plaquette", "polyakov_re", "polyakov_abs"):
         hb = (heatbath or {}).get(k)
@@ -186,7 +186,7 @@ def pure_gauge_polyakov(np_, report_only):
     except FileNotFoundError:
         rw = None
     if not c["measurements"] or not hb["measurements"]:
-        return _stored("pure_gauge_polyakov")
+        return _stored("nf2_4d", "pure_gauge_polyakov")
     out = {"flow_chain": c, "heatbath": hb, "reweighting": rw, "compare": {}}
     for k in keys:
         rwk = {"value": rw[k]["reweighted"], "error": rw[k]["error"]} if rw and k in rw else None
@@ -196,19 +196,65 @@ def pure_gauge_polyakov(np_, report_only):
     return out
 
 
-def _stored(key: str):
-    """The newest committed ``nf2_4d[key]`` of ``bench/results/validation_flow_fermions_*.json``
-    (naming its file), or None."""
+#: fresh proposals of chain2's fermion-trained flow reweighted (tools/reweight_flow.py) to the
+#: pure-gauge target and, with the pseudofermion estimate of the determinant, to the Nf=2 one
+NF2_MODEL = "validation/flow_fermions/models/su3_nf2_4444_b1.0_k0.1_chain2.h5"
+NF2_REWEIGHT = {"pure_gauge": (os.path.join(VAL, "runs", "reweight_su3_nf2_chain2_model_pure_gauge.json"),
+                               ["--seed", "79"]),
+                "pseudofermion": (os.path.join(VAL, "runs", "reweight_su3_nf2_chain2_model_pf.json"),
+                                  ["--kappa", "0.1", "--seed", "80"])}
+
+
+def fermion_flow_reweighting(report_only, pure, det):
+    """Importance reweighting of 5000 fresh proposals of the fermion-trained 4D flow: to the
+    pure-gauge target (against the heatbath) and to the Nf=2 target with the chains' own
+    pseudofermion weights (against the determinant reweighting), each with its offline
+    independence chain over the same proposals: the weights checked without the chains'
+    Metropolis dynamics.  Under ``--report-only`` without the results: the committed ones."""
+    out = {}
+    refs = {"pure_gauge": (pure or {}).get("heatbath") or {}, "pseudofermion": (det or {}).get("nf2_estimate") or {}}
+    for name, (path, args) in NF2_REWEIGHT.items():
+        if not report_only and not os.path.exists(path):
+            subprocess.run([sys.executable, os.path.join(ROOT, "tools", "reweight_flow.py"), NF2_MODEL,
+                            "--beta", "1", "--samples", "5000", "--batch", "100", *args, "--out", path],
+                           cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+        try:
+            with open(path) as fh:
+                rw = json.load(fh)
+        except FileNotFoundError:
+            out[name] = _stored("nf2_4d", "fermion_flow_reweighting", name)
+            continue
+        row = {"result": rw, "compare": {}}
+        for k in ("plaquette", "polyakov_re", "polyakov_abs"):
+            ref = refs[name].get(k)
+            row["compare"][k] = {"reference": ref,
+                                 "reweighted_minus_reference_sigma": _sigma(
+                                     {"value": rw[k]["reweighted"], "error": rw[k]["error"]}, ref)}
+        out[name] = row
+    return out
+
+
+def _stored(*keys: str, ok=bool):
+    """The newest committed ``res[keys[0]][keys[1]]...`` of
+    ``bench/results/validation_flow_fermions_*.json`` for which ``ok`` holds (default: not
+    empty), naming its file; or None.  Run directories are not committed: this is what
+    ``--report-only`` shows for a run that is not on this machine."""
     import glob
 
     best = None
     for path in sorted(glob.glob(os.path.join(ROOT, "bench", "results", "validation_flow_fermions_*.json"))):
         with open(path) as fh:
-            res = json.load(fh)
-        v = (res.get("nf2_4d") or {}).get(key)
-        if v and (best is None or res.get("date", "") >= best[0]):
-            best = (res.get("date", ""), dict(v, stored_in=os.path.relpath(path, ROOT)))
+            v = json.load(fh)
+        date = v.get("date", "")
+        for k in keys:
+            v = v.get(k) if isinstance(v, dict) else None
+        if isinstance(v, dict) and ok(v) and (best is None or date >= best[0]):
+            best = (date, dict(v, stored_in=os.path.relpath(path, ROOT)))
     return None if best is None else best[1]
+
+
+def _measured(c) -> bool:
+    return bool(c.get("measurements"))
 
 
 def stored_chain(run_dir: str):
@@ -287,7 +333,8 @@ def nf2_4d(np_, report_only):
                 rows[k]["combined_minus_det_reweighting_sigma"] = _sigma(rows[k]["combined"], est)
                 rows[k]["hmc_combined_minus_det_reweighting_sigma"] = _sigma(rows[k]["hmc_combined"], est)
     out = {"chains": chains, "hmc": h, "hmc_long": h2, "compare": rows,
-           "pure_gauge_polyakov": pure, "det_reweighting": det}
+           "pure_gauge_polyakov": pure, "det_reweighting": det,
+           "fermion_flow_reweighting": fermion_flow_reweighting(report_only, pure, det)}
     if done:
         pure = training_seconds(os.path.join(ROOT, "validation", "flow", "runs", "su3_4444_b1.0_planes")) or 0
         ch = _cost(h, "plaquette")
@@ -330,6 +377,11 @@ def schwinger(L: str, np_, report_only):
         f = chain(run(f"flow_schwinger_L{L}_b2_k{kappa}", np_, report_only), keys)
         h = chain(run(f"hmc_schwinger_L{L}_b2_k{kappa}", np_, report_only), keys)
         rw = reweight(L, kappa, report_only, 20000 if L == "8" else 5000)
+        if report_only:  # runs not on this machine: their newest committed figures
+            part = f"schwinger_L{L}"
+            f = f if f["measurements"] else _stored(part, f"kappa{kappa}", "flow", ok=_measured) or f
+            h = h if h["measurements"] else _stored(part, f"kappa{kappa}", "hmc", ok=_measured) or h
+            rw = rw or _stored(part, f"kappa{kappa}", "reweighting")
         rwv = {}
         if rw:
             rwv = {"plaquette": {"value": rw["plaquette"]["reweighted"], "error": rw["plaquette"]["error"]},
@@ -352,6 +404,42 @@ def schwinger(L: str, np_, report_only):
                 "hmc_over_flow_with_training": ch / cft,
                 "tau_int_Q_hmc_over_flow": h["topological_charge"]["tau_int"] / f["topological_charge"]["tau_int"]}
         out[f"kappa{kappa}"] = row
+    return out
+
+
+def schwinger_L16_ft(np_, report_only):
+    """L = 16, kappa = 0.276 with the fermion-trained flow (flow_schwinger_L16_b2_k0.276_ft.toml)
+    against both HMC ensembles (hmc_schwinger_L16_b2_k0.276.toml, 500 trajectories, and
+    hmc_schwinger_L16_b2_k0.276_long.toml, 2000) and their combination, with the flow chain
+    that had no fermion training and the reweighting of the pure-gauge flow beside them."""
+    keys = ("plaquette", "Q2", "topological_charge", "condensate")
+    f = chain(run("flow_schwinger_L16_b2_k0.276_ft", np_, report_only), keys)
+    h2 = chain(run("hmc_schwinger_L16_b2_k0.276_long", np_, report_only), keys)
+    h = chain(run("hmc_schwinger_L16_b2_k0.276", np_, True), keys)
+    if report_only:
+        f = f if f["measurements"] else _stored("schwinger_L16_ft", "flow", ok=_measured) or f
+        h2 = h2 if h2["measurements"] else _stored("schwinger_L16_ft", "hmc_long", ok=_measured) or h2
+    h = h if h["measurements"] else _stored("schwinger_L16", "kappa0.276", "hmc", ok=_measured) or h
+    f0 = _stored("schwinger_L16", "kappa0.276", "flow", ok=_measured)
+    rw = _stored("schwinger_L16", "kappa0.276", "reweighting")
+    rows = {}
+    for k in keys:
+        hc = combine([h.get(k), h2.get(k)]) if h.get(k) and h2.get(k) else None
+        rw_k = ({"value": rw[k]["reweighted"], "error": rw[k]["error"]}
+                if rw and isinstance(rw.get(k), dict) else None)
+        rows[k] = {"flow": f.get(k), "flow_untrained": (f0 or {}).get(k), "hmc": h.get(k),
+                   "hmc_long": h2.get(k), "hmc_combined": hc, "reweighting_untrained_flow": rw_k,
+                   "flow_minus_hmc_combined_sigma": _sigma(f.get(k), hc),
+                   "hmc_long_minus_hmc_sigma": _sigma(h2.get(k), h.get(k))}
+    out = {"flow": f, "hmc": h, "hmc_long": h2, "compare": rows}
+    if f.get("topological_charge") and h2.get("topological_charge"):
+        earlier = sum(training_seconds(os.path.join(ROOT, "validation", "flow", "runs", e)) or 0
+                      for e in EARLIER["16"])
+        cf, ch = _cost(f, "topological_charge"), _cost(h2, "topological_charge")
+        cft = _cost(f, "topological_charge", (f.get("training_seconds") or 0) + earlier)
+        out["cost_per_independent_Q"] = {"flow": cf, "flow_with_training": cft, "hmc_long": ch,
+                                         "hmc_over_flow": ch / cf if cf else None,
+                                         "hmc_over_flow_with_training": ch / cft if cft else None}
     return out
 
 
@@ -397,7 +485,7 @@ def conditionals(np_, report_only):
 
 
 PARTS = {"nf2_4d": nf2_4d, "conditionals": conditionals, "schwinger_L8": lambda n, r: schwinger("8", n, r),
-         "schwinger_L16": lambda n, r: schwinger("16", n, r)}
+         "schwinger_L16": lambda n, r: schwinger("16", n, r), "schwinger_L16_ft": schwinger_L16_ft}
 
 
 def main():
