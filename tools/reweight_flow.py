@@ -39,22 +39,13 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def polyakov_loops(U, N: int) -> np.ndarray:
-    """``(1/N) Tr prod_t U_t(x, t)`` averaged over the spatial sites, per field of a one-rank
-    batch ``(B, 4, L_t, L_z, L_y, L_x, N, N)`` (memory axis 0 is time, direction 3)."""
-    Ut = U[:, 3]
-    prod = Ut[:, 0]
-    for t in range(1, Ut.shape[1]):
-        prod = prod @ Ut[:, t]
-    tr = prod.diagonal(dim1=-2, dim2=-1).sum(-1)
-    return (tr.reshape(tr.shape[0], -1).mean(-1) / N).cpu().numpy()
-
-
 def main() -> int:
     import torch
 
     from lattice_hpc.comm import self_comm
+    from lattice_hpc.flows.fermions import gauge_field
     from lattice_hpc.flows.geometry import FlowLattice
+    from lattice_hpc.gauge.observables import polyakov_loop
     from lattice_hpc.flows.mcmc import weigh
     from lattice_hpc.flows.model import GaugeFlow
     from lattice_hpc.flows.modelfile import read_model
@@ -111,7 +102,7 @@ def main() -> int:
             if u1_2d:
                 obs = {"plaquette": obs["plaquette"], "Q2": obs["topological_charge_sq"]}
             else:
-                p = polyakov_loops(U, group.N)
+                p = np.array([polyakov_loop(gauge_field(lat, group, u.numpy())) for u in U])
                 obs = {"plaquette": obs["plaquette"], "polyakov_re": p.real, "polyakov_abs": np.abs(p)}
             lws.append(lw)
             for k, v in obs.items():

@@ -21,7 +21,7 @@ Each run is ``lattice-hpc run validation/flow_fermions/JOB.toml`` (``mpirun -n N
   sample of the plaquette (seconds per step times 2 tau_int) of both; and the pure-gauge check
   of |P| (``pure_gauge_polyakov``): a chain of the beta = 1 flow
   (validation/flow/su3_4444_b1.0_planes_chain3.toml), the heatbath
-  (validation/flow/quenched_su3_4444_b1.0.toml) and importance reweighting of 20000 fresh
+  (validation/flow/quenched_su3_4444_b1.0.toml) and importance reweighting of 5000 fresh
   proposals of that flow (tools/reweight_flow.py, stored as
   validation/flow/runs/reweight_su3_4444_b1.0_planes.json);
 - ``conditionals``: the pseudofermion conditionals of phi given U on the same gauge proposals
@@ -146,18 +146,26 @@ DET_ARGS = ["--beta", "1", "--kappa", "0.1", "--configs", "1000", "--every", "2"
             "--seed", "91"]
 
 
+def tool_result(path: str, tool: str, args, report_only: bool):
+    """The JSON result ``path`` of ``tools/TOOL ARGS --out PATH``, run first if the file is
+    missing (not under ``report_only``); None if there is none."""
+    if not report_only and not os.path.exists(path):
+        subprocess.run([sys.executable, os.path.join(ROOT, "tools", tool), *args, "--out", path],
+                       cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    try:
+        with open(path) as fh:
+            return json.load(fh)
+    except FileNotFoundError:
+        return None
+
+
 def det_reweighting(report_only, heatbath):
     """The fermions' exact effect at the 4D point: heatbath fields reweighted by the dense
     ``det(D^dag D)`` (:mod:`tools.reweight_quenched_det`), the shift ``<O>_Nf=2 - <O>_0`` of each
     observable, and the Nf=2 value as the longer heatbath's value plus that shift (errors in
     quadrature).  Under ``--report-only`` without the result: the newest committed one, or None."""
-    if not report_only and not os.path.exists(DET_REWEIGHT):
-        subprocess.run([sys.executable, os.path.join(ROOT, "tools", "reweight_quenched_det.py"), *DET_ARGS,
-                        "--out", DET_REWEIGHT], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
-    try:
-        with open(DET_REWEIGHT) as fh:
-            rw = json.load(fh)
-    except FileNotFoundError:
+    rw = tool_result(DET_REWEIGHT, "reweight_quenched_det.py", DET_ARGS, report_only)
+    if rw is None:
         return _stored("nf2_4d", "det_reweighting")
     out = {"result": rw, "job": "tools/reweight_quenched_det.py " + " ".join(DET_ARGS), "nf2_estimate": {}}
     for k in ("plaquette", "polyakov_re", "polyakov_abs"):
@@ -178,15 +186,8 @@ def pure_gauge_polyakov(np_, report_only):
     keys = ("plaquette", "polyakov_re", "polyakov_abs")
     c = chain(validate_flow.run(PURE_CHAIN, np_, report_only, FLOW_VAL), keys)
     hb = chain(validate_flow.run(PURE_HEATBATH, np_, report_only, FLOW_VAL), keys)
-    if not report_only and not os.path.exists(PURE_REWEIGHT):
-        subprocess.run([sys.executable, os.path.join(ROOT, "tools", "reweight_flow.py"), PURE_MODEL,
-                        "--beta", "1", "--samples", "5000", "--batch", "100", "--out", PURE_REWEIGHT],
-                       cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
-    try:
-        with open(PURE_REWEIGHT) as fh:
-            rw = json.load(fh)
-    except FileNotFoundError:
-        rw = None
+    rw = tool_result(PURE_REWEIGHT, "reweight_flow.py",
+                     [PURE_MODEL, "--beta", "1", "--samples", "5000", "--batch", "100"], report_only)
     if not c["measurements"] or not hb["measurements"]:
         return _stored("nf2_4d", "pure_gauge_polyakov")
     out = {"flow_chain": c, "heatbath": hb, "reweighting": rw, "compare": {}}
@@ -216,14 +217,9 @@ def fermion_flow_reweighting(report_only, pure, det):
     out = {}
     refs = {"pure_gauge": (pure or {}).get("heatbath") or {}, "pseudofermion": (det or {}).get("nf2_estimate") or {}}
     for name, (path, args) in NF2_REWEIGHT.items():
-        if not report_only and not os.path.exists(path):
-            subprocess.run([sys.executable, os.path.join(ROOT, "tools", "reweight_flow.py"), NF2_MODEL,
-                            "--beta", "1", "--samples", "5000", "--batch", "100", *args, "--out", path],
-                           cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
-        try:
-            with open(path) as fh:
-                rw = json.load(fh)
-        except FileNotFoundError:
+        rw = tool_result(path, "reweight_flow.py",
+                         [NF2_MODEL, "--beta", "1", "--samples", "5000", "--batch", "100", *args], report_only)
+        if rw is None:
             out[name] = _stored("nf2_4d", "fermion_flow_reweighting", name)
             continue
         row = {"result": rw, "compare": {}}
@@ -241,40 +237,44 @@ def _stored(*keys: str, ok=bool):
     ``bench/results/validation_flow_fermions_*.json`` for which ``ok`` holds (default: not
     empty), naming its file; or None.  Run directories are not committed: this is what
     ``--report-only`` shows for a run that is not on this machine."""
-    import glob
-
-    best = None
-    for path in sorted(glob.glob(os.path.join(ROOT, "bench", "results", "validation_flow_fermions_*.json"))):
-        with open(path) as fh:
-            v = json.load(fh)
-        date = v.get("date", "")
+    def candidates(res):
+        v = res
         for k in keys:
             v = v.get(k) if isinstance(v, dict) else None
-        if isinstance(v, dict) and ok(v) and (best is None or date >= best[0]):
-            best = (date, dict(v, stored_in=os.path.relpath(path, ROOT)))
-    return None if best is None else best[1]
+        return [v] if isinstance(v, dict) and ok(v) else []
+    return _newest(candidates)
 
 
 def _measured(c) -> bool:
     return bool(c.get("measurements"))
 
 
-def stored_chain(run_dir: str):
-    """The newest committed figures (``bench/results/validation_flow_fermions_*.json``) of the
-    4D chain of ``run_dir``, for ``--report-only`` where the run directory is not on this machine
-    (run directories are not committed), naming the file; or None."""
+def _newest(candidates):
+    """The newest entry (by the result's date, then file name) that ``candidates(res)`` yields
+    from the committed ``bench/results/validation_flow_fermions_*.json``, with ``stored_in``
+    naming its file; or None."""
     import glob
 
-    rel, best = os.path.relpath(run_dir, ROOT), None
+    best = None
     for path in sorted(glob.glob(os.path.join(ROOT, "bench", "results", "validation_flow_fermions_*.json"))):
         with open(path) as fh:
             res = json.load(fh)
-        part = res.get("nf2_4d") or {}
-        for c in [part.get("flow")] + list((part.get("chains") or {}).values()):
-            if isinstance(c, dict) and c.get("run_dir") == rel and c.get("measurements"):
-                if best is None or res.get("date", "") >= best[0]:
-                    best = (res.get("date", ""), dict(c, stored_in=os.path.relpath(path, ROOT)))
+        for c in candidates(res):
+            if best is None or res.get("date", "") >= best[0]:
+                best = (res.get("date", ""), dict(c, stored_in=os.path.relpath(path, ROOT)))
     return None if best is None else best[1]
+
+
+def stored_chain(run_dir: str):
+    """The newest committed figures of the 4D chain of ``run_dir``, for ``--report-only`` where
+    the run directory is not on this machine (run directories are not committed); or None."""
+    rel = os.path.relpath(run_dir, ROOT)
+
+    def candidates(res):
+        part = res.get("nf2_4d") or {}
+        return [c for c in [part.get("flow")] + list((part.get("chains") or {}).values())
+                if isinstance(c, dict) and c.get("run_dir") == rel and c.get("measurements")]
+    return _newest(candidates)
 
 
 def combine(entries):
@@ -372,16 +372,8 @@ def nf2_4d(np_, report_only):
 
 
 def reweight(L: str, kappa: str, report_only: bool, samples: int) -> dict | None:
-    path = os.path.join(VAL, "runs", f"reweight_L{L}_b2_k{kappa}.json")
-    if not report_only and not os.path.exists(path):
-        subprocess.run([sys.executable, os.path.join(ROOT, "tools", "reweight_flow.py"), MODEL[L],
-                        "--beta", "2", "--kappa", kappa, "--samples", str(samples), "--out", path],
-                       cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
-    try:
-        with open(path) as fh:
-            return json.load(fh)
-    except FileNotFoundError:
-        return None
+    return tool_result(os.path.join(VAL, "runs", f"reweight_L{L}_b2_k{kappa}.json"), "reweight_flow.py",
+                       [MODEL[L], "--beta", "2", "--kappa", kappa, "--samples", str(samples)], report_only)
 
 
 def schwinger(L: str, np_, report_only):
