@@ -10,8 +10,8 @@ Each run is ``lattice-hpc run validation/flow_fermions/JOB.toml`` (``mpirun -n N
 ``--report-only`` only reads what the run directories hold (and the stored reweighting results).
 
 - ``nf2_4d``: 4D SU(3), Nf=2 Wilson, 4^4, beta = 1, kappa = 0.1 (su3_nf2_4444_b1.0_k0.1.toml,
-  its independent replica su3_nf2_4444_b1.0_k0.1_chain2.toml and a third chain of chain2's flow,
-  su3_nf2_4444_b1.0_k0.1_chain3.toml, pseudofermion route with the
+  its independent replica su3_nf2_4444_b1.0_k0.1_chain2.toml and three more chains of chain2's
+  flow with their own seeds, su3_nf2_4444_b1.0_k0.1_chain{3,4,5}.toml, pseudofermion route with the
   triangular conditional; each chain and their inverse-variance combination, with chi^2 and
   the PDG scale factor; a chain whose run directory is not on this machine comes, under
   ``--report-only``, from the newest committed result holding it) against the HMC reference ensemble
@@ -127,9 +127,10 @@ def _cost(c: dict, key: str, extra_seconds: float = 0.0):
 
 
 #: the independent 4D Nf=2 chains (the same pipeline, other seeds), combined in the report
-NF2_CHAINS = ("su3_nf2_4444_b1.0_k0.1", "su3_nf2_4444_b1.0_k0.1_chain2", "su3_nf2_4444_b1.0_k0.1_chain3")
+NF2_CHAINS = ("su3_nf2_4444_b1.0_k0.1", "su3_nf2_4444_b1.0_k0.1_chain2", "su3_nf2_4444_b1.0_k0.1_chain3",
+              "su3_nf2_4444_b1.0_k0.1_chain4", "su3_nf2_4444_b1.0_k0.1_chain5")
 #: the chains whose flow another chain's training made (its training counts in their cost)
-NF2_EARLIER = {"su3_nf2_4444_b1.0_k0.1_chain3": ("su3_nf2_4444_b1.0_k0.1_chain2",)}
+NF2_EARLIER = {"su3_nf2_4444_b1.0_k0.1_chain%d" % n: ("su3_nf2_4444_b1.0_k0.1_chain2",) for n in (3, 4, 5)}
 #: a second HMC ensemble at that point, 8000 trajectories with another seed
 HMC_LONG = "hmc_su3_nf2_4444_b1.0_k0.1_long"
 
