@@ -9,7 +9,7 @@ status=0
 step() { printf '\n=== %s ===\n' "$*"; }
 
 step "serial: every test on one process"
-timeout 1200 "$PY" -m pytest -q -p no:cacheprovider --with-mpi --durations=25 tests || status=1
+timeout 2400 "$PY" -m pytest -q -p no:cacheprovider --with-mpi --durations=25 tests || status=1
 
 for n in 2 4; do
   step "MPI: mpirun -n $n, tests marked mpi"
