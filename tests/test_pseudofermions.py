@@ -221,6 +221,39 @@ def test_failed_solve_names_the_monomial():
         TwoFlavour(0.12).action(U)
 
 
+
+@pytest.mark.parametrize("case", ["wilson", "ratio_wilson"])
+def test_a_force_solve_at_the_rounding_floor_is_used_and_counted(case, monkeypatch):
+    """A force CG that stagnates (the solver's error carries ``x`` and a finite true residual)
+    below ``FORCE_SLACK * force_tol`` gives the force of that ``x``, counted in ``stats``; above
+    it, and for any action solve, the error is raised naming the monomial."""
+    import lattice_hpc.hmc.pseudofermions as pf
+
+    lat = _lattice((4, 4, 4, 4))
+    U = _field(lat)
+    m = MONOMIALS[case]()
+    m.refresh(U, CounterRNG(7), 3)
+    F_exact = m.force(U)
+    real_cg, tol = pf.cg, m.force_tol
+
+    def stagnating_at(true):
+        def fake(S, b, **kw):
+            res = real_cg(S, b, **kw)
+            res.true_residual, res.converged = true, False
+            raise SolverError("cg: the true residual stagnated", res)
+        return fake
+
+    monkeypatch.setattr(pf, "cg", stagnating_at(5 * tol))
+    F = m.force(U)
+    assert np.array_equal(F, F_exact)
+    assert m.stats["inexact_forces"] >= 1 and m.stats["worst_force_residual"] == 5 * tol
+    with pytest.raises(SolverError, match=f"monomial '{m.name}' \\(action"):
+        m.action(U)
+    monkeypatch.setattr(pf, "cg", stagnating_at(20 * tol))
+    with pytest.raises(SolverError, match=f"monomial '{m.name}' \\(force"):
+        m.force(U)
+
+
 # -- decomposition independence ----------------------------------------------------------------
 
 @pytest.mark.mpi

@@ -285,3 +285,38 @@ def test_cgne_solution_is_identical_on_every_grid(csw):
             np.testing.assert_allclose(got / scale, want / scale, rtol=0, atol=1e-12)
     if world().rank == 0:
         assert len(grids_run(res)) == sum(np.prod(g) <= world().size for g in GRIDS)
+
+
+
+class _IllConditioned:
+    """``A = Q diag(lambda) Q^dag`` on the spinors of a small lattice: Hermitian positive definite,
+    half its eigenvalues 1 and half ``lowest`` (CG's recursion converges in a few iterations),
+    ``Q`` a random unitary (dense)."""
+
+    def __init__(self, lat, lowest):
+        self.lattice = lat
+        n = int(np.prod(lat.shape(0) + (4, 3)))
+        g = np.random.default_rng(5)
+        q, _ = np.linalg.qr(g.normal(size=(n, n)) + 1j * g.normal(size=(n, n)))
+        self.A = (q * np.where(np.arange(n) % 2 == 0, 1.0, lowest)) @ q.conj().T
+
+    def apply(self, v):
+        return (self.A @ v.ravel()).reshape(v.shape)
+
+
+def test_stagnation_at_the_rounding_floor_raises_with_x_and_the_true_residual():
+    """cond(A) = 1e6 (as D_hat^dag D_hat of the Schwinger model near kappa_c): ``|b - A x| / |b|``
+    cannot go much below ``eps cond(A) ~ 1e-10`` in double precision, however far the recursion
+    goes.  CG must say so (stagnation, not maxiter) and hand over ``x`` and the true residual it
+    reached; the same system to a reachable tol converges."""
+    lat = _lattice((2, 2, 2, 2))
+    A = _IllConditioned(lat, 1e-6)
+    b = _source(lat)
+    with pytest.raises(SolverError, match="^cg: the true residual stagnated.*rounding floor") as info:
+        cg(A, b, tol=1e-12, maxiter=1000)
+    r = info.value.result
+    true = _rel(b - A.apply(r.x), b)
+    assert np.isfinite(r.true_residual) and not r.converged and r.iterations < 100
+    assert 1e-12 < r.true_residual < 1e-8 and true < 1e-8
+    ok = cg(A, b, tol=1e-8, maxiter=1000)
+    assert ok.converged and _rel(b - A.apply(ok.x), b) < 1e-8
