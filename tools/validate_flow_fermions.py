@@ -2,7 +2,8 @@
 """Validation runs of the flows with dynamical fermions (issue 14), rerunnable by anyone; writes
 one JSON file of results.
 
-    python tools/validate_flow_fermions.py [--only nf2_4d,conditionals,schwinger_L8,schwinger_L16] [--np 1]
+    python tools/validate_flow_fermions.py [--only nf2_4d,conditionals,schwinger_L8,schwinger_L16,
+                                           schwinger_L16_ft] [--np 1]
                                            [--out FILE] [--report-only]
 
 Each run is ``lattice-hpc run validation/flow_fermions/JOB.toml`` (``mpirun -n NP`` with
@@ -10,8 +11,8 @@ Each run is ``lattice-hpc run validation/flow_fermions/JOB.toml`` (``mpirun -n N
 ``--report-only`` only reads what the run directories hold (and the stored reweighting results).
 
 - ``nf2_4d``: 4D SU(3), Nf=2 Wilson, 4^4, beta = 1, kappa = 0.1 (su3_nf2_4444_b1.0_k0.1.toml,
-  its independent replica su3_nf2_4444_b1.0_k0.1_chain2.toml and three more chains of chain2's
-  flow with their own seeds, su3_nf2_4444_b1.0_k0.1_chain{3,4,5}.toml, pseudofermion route with the
+  its independent replica su3_nf2_4444_b1.0_k0.1_chain2.toml and seven more chains of chain2's
+  flow with their own seeds, su3_nf2_4444_b1.0_k0.1_chain{3,...,9}.toml, pseudofermion route with the
   triangular conditional; each chain and their inverse-variance combination, with chi^2 and
   the PDG scale factor; a chain whose run directory is not on this machine comes, under
   ``--report-only``, from the newest committed result holding it) against the HMC reference ensemble
@@ -35,7 +36,12 @@ Each run is ``lattice-hpc run validation/flow_fermions/JOB.toml`` (``mpirun -n N
   sample; and a third estimate, independent of both chains: importance reweighting of fresh
   proposals of the pure-gauge flow each flow chain started from by ``exp(-S_g - log q)
   det(D^dag D)`` with dense determinants (tools/reweight_flow.py --kappa; stored as
-  runs/reweight_L*_b2_k*.json).  Each pair's difference is given in combined sigma.
+  runs/reweight_L*_b2_k*.json).  Each pair's difference is given in combined sigma;
+- ``schwinger_L16_ft``: L=16, kappa = 0.276 with the fermion-trained flow against three HMC
+  ensembles (500 and 2000 trajectories at 6 Omelyan steps, 2000 at 12), with the health of each
+  HMC's molecular dynamics: ``<exp(-dH)>`` (1 for exact MD; short of 1 by about the fraction of
+  trajectories that blow up, whose time reverses a finite chain never visits), the fraction
+  with ``dH > 5`` and the largest ``dH``.
 
 Gamma-method errors throughout (:func:`lattice_hpc.analysis.gamma_method`).
 """
@@ -106,6 +112,11 @@ def chain(run_dir: str, keys) -> dict:
     out["seconds_per_step"] = sec
     for k in keys:
         out[k] = gamma(recs, k)
+    dH = np.array([r["dH"] for r in recs if "dH" in r])
+    if len(dH):  # HMC: the health of the molecular dynamics (Creutz: <exp(-dH)> = 1)
+        e = np.exp(-np.maximum(dH, -700.0))
+        out["exp_minus_dH"] = {"value": float(e.mean()), "error": float(e.std(ddof=1) / np.sqrt(len(e)))}
+        out["fraction_dH_above_5"], out["dH_max"] = float((dH > 5).mean()), float(dH.max())
     lw = np.array([r["log_w"] for r in recs if "log_w" in r])
     if len(lw):
         out["ess"] = ess_per_sample(lw)
@@ -128,9 +139,10 @@ def _cost(c: dict, key: str, extra_seconds: float = 0.0):
 
 #: the independent 4D Nf=2 chains (the same pipeline, other seeds), combined in the report
 NF2_CHAINS = ("su3_nf2_4444_b1.0_k0.1", "su3_nf2_4444_b1.0_k0.1_chain2", "su3_nf2_4444_b1.0_k0.1_chain3",
-              "su3_nf2_4444_b1.0_k0.1_chain4", "su3_nf2_4444_b1.0_k0.1_chain5")
+              "su3_nf2_4444_b1.0_k0.1_chain4", "su3_nf2_4444_b1.0_k0.1_chain5", "su3_nf2_4444_b1.0_k0.1_chain6",
+              "su3_nf2_4444_b1.0_k0.1_chain7", "su3_nf2_4444_b1.0_k0.1_chain8", "su3_nf2_4444_b1.0_k0.1_chain9")
 #: the chains whose flow another chain's training made (its training counts in their cost)
-NF2_EARLIER = {"su3_nf2_4444_b1.0_k0.1_chain%d" % n: ("su3_nf2_4444_b1.0_k0.1_chain2",) for n in (3, 4, 5)}
+NF2_EARLIER = {"su3_nf2_4444_b1.0_k0.1_chain%d" % n: ("su3_nf2_4444_b1.0_k0.1_chain2",) for n in range(3, 10)}
 #: a second HMC ensemble at that point, 8000 trajectories with another seed
 HMC_LONG = "hmc_su3_nf2_4444_b1.0_k0.1_long"
 
@@ -206,13 +218,16 @@ NF2_MODEL = "validation/flow_fermions/models/su3_nf2_4444_b1.0_k0.1_chain2.h5"
 NF2_REWEIGHT = {"pure_gauge": (os.path.join(VAL, "runs", "reweight_su3_nf2_chain2_model_pure_gauge.json"),
                                ["--seed", "79"]),
                 "pseudofermion": (os.path.join(VAL, "runs", "reweight_su3_nf2_chain2_model_pf.json"),
-                                  ["--kappa", "0.1", "--seed", "80"])}
+                                  ["--kappa", "0.1", "--seed", "80"]),
+                "pseudofermion_20k": (os.path.join(VAL, "runs", "reweight_su3_nf2_chain2_model_pf_20k.json"),
+                                      ["--kappa", "0.1", "--seed", "81", "--samples", "20000"])}
 
 
 def fermion_flow_reweighting(report_only, pure, det):
     """Importance reweighting of 5000 fresh proposals of the fermion-trained 4D flow: to the
     pure-gauge target (against the heatbath) and to the Nf=2 target with the chains' own
-    pseudofermion weights (against the determinant reweighting), each with its offline
+    pseudofermion weights (against the determinant reweighting; again with 20000 proposals of
+    another seed, ``pseudofermion_20k``: the ``--samples`` given last counts), each with its offline
     independence chain over the same proposals: the weights checked without the chains'
     Metropolis dynamics.  Under ``--report-only`` without the results: the committed ones."""
     out = {}
@@ -225,7 +240,7 @@ def fermion_flow_reweighting(report_only, pure, det):
             continue
         row = {"result": rw, "compare": {}}
         for k in ("plaquette", "polyakov_re", "polyakov_abs"):
-            ref = refs[name].get(k)
+            ref = refs["pure_gauge" if name == "pure_gauge" else "pseudofermion"].get(k)
             row["compare"][k] = {"reference": ref,
                                  "reweighted_minus_reference_sigma": _sigma(
                                      {"value": rw[k]["reweighted"], "error": rw[k]["error"]}, ref)}
@@ -416,29 +431,34 @@ def schwinger(L: str, np_, report_only):
 
 def schwinger_L16_ft(np_, report_only):
     """L = 16, kappa = 0.276 with the fermion-trained flow (flow_schwinger_L16_b2_k0.276_ft.toml)
-    against both HMC ensembles (hmc_schwinger_L16_b2_k0.276.toml, 500 trajectories, and
-    hmc_schwinger_L16_b2_k0.276_long.toml, 2000) and their combination, with the flow chain
+    against the HMC ensembles (hmc_schwinger_L16_b2_k0.276.toml, 500 trajectories,
+    hmc_schwinger_L16_b2_k0.276_long.toml, 2000, and hmc_schwinger_L16_b2_k0.276_tuned.toml, 2000
+    at half the step size) and their combination, with the flow chain
     that had no fermion training and the reweighting of the pure-gauge flow beside them."""
     keys = ("plaquette", "Q2", "topological_charge", "condensate")
     f = chain(run("flow_schwinger_L16_b2_k0.276_ft", np_, report_only), keys)
     h2 = chain(run("hmc_schwinger_L16_b2_k0.276_long", np_, report_only), keys)
+    h3 = chain(run("hmc_schwinger_L16_b2_k0.276_tuned", np_, report_only), keys)
     h = chain(run("hmc_schwinger_L16_b2_k0.276", np_, True), keys)
     if report_only:
         f = f if f["measurements"] else _stored("schwinger_L16_ft", "flow", ok=_measured) or f
         h2 = h2 if h2["measurements"] else _stored("schwinger_L16_ft", "hmc_long", ok=_measured) or h2
+        h3 = h3 if h3["measurements"] else _stored("schwinger_L16_ft", "hmc_tuned", ok=_measured) or h3
     h = h if h["measurements"] else _stored("schwinger_L16", "kappa0.276", "hmc", ok=_measured) or h
     f0 = _stored("schwinger_L16", "kappa0.276", "flow", ok=_measured)
     rw = _stored("schwinger_L16", "kappa0.276", "reweighting")
     rows = {}
     for k in keys:
-        hc = combine([h.get(k), h2.get(k)]) if h.get(k) and h2.get(k) else None
+        hs = [e for e in (h.get(k), h2.get(k), h3.get(k)) if e]
+        hc = combine(hs) if len(hs) > 1 else None
         rw_k = ({"value": rw[k]["reweighted"], "error": rw[k]["error"]}
                 if rw and isinstance(rw.get(k), dict) else None)
         rows[k] = {"flow": f.get(k), "flow_untrained": (f0 or {}).get(k), "hmc": h.get(k),
                    "hmc_long": h2.get(k), "hmc_combined": hc, "reweighting_untrained_flow": rw_k,
                    "flow_minus_hmc_combined_sigma": _sigma(f.get(k), hc),
-                   "hmc_long_minus_hmc_sigma": _sigma(h2.get(k), h.get(k))}
-    out = {"flow": f, "hmc": h, "hmc_long": h2, "compare": rows}
+                   "hmc_tuned": h3.get(k), "hmc_long_minus_hmc_sigma": _sigma(h2.get(k), h.get(k)),
+                   "hmc_tuned_minus_hmc_long_sigma": _sigma(h3.get(k), h2.get(k))}
+    out = {"flow": f, "hmc": h, "hmc_long": h2, "hmc_tuned": h3, "compare": rows}
     if f.get("topological_charge") and h2.get("topological_charge"):
         earlier = sum(training_seconds(os.path.join(ROOT, "validation", "flow", "runs", e)) or 0
                       for e in EARLIER["16"])
@@ -447,6 +467,8 @@ def schwinger_L16_ft(np_, report_only):
         out["cost_per_independent_Q"] = {"flow": cf, "flow_with_training": cft, "hmc_long": ch,
                                          "hmc_over_flow": ch / cf if cf else None,
                                          "hmc_over_flow_with_training": ch / cft if cft else None}
+        if h3.get("topological_charge"):
+            out["cost_per_independent_Q"]["hmc_tuned"] = _cost(h3, "topological_charge")
     return out
 
 
