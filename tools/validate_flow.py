@@ -19,7 +19,9 @@ session is continued in the next one.  ``--report-only`` only reads what the run
   step times 2 tau_int; the flow with and without its training time, that of the earlier stages
   it started from included, spread over its independent samples); ``u1_L16_b6_resized``: beta 6
   with the flow trained at L = 8 first (``u1_L8_b6``: u1_L8_b6.toml, checked against the exact
-  values like ``u1_L8``) and continued at L = 16 (u1_L16_b6_resized.toml);
+  values like ``u1_L8``) and continued at L = 16 (u1_L16_b6_resized.toml); ``u1_L8_b6_ncp``:
+  the same L = 8 first stage with the NCP kernel (u1_L8_b6_ncp.toml, a 1000-step diagnostic);
+  every 2D U(1) flow reports its exact training KL (loss + ln Z) per 250 steps;
 - ``su3`` (``su3_b1``: beta 1 only, with its second chain su3_4444_b1.0_planes_chain2.toml;
   ``su3_b1.25``, ``su3_b1.25_ft`` and ``su3_b2``: beta 1.25 (su3_4444_b1.25.toml and its second
   stage su3_4444_b1.25_ft.toml) or 2 alone; ``su3_b1.25_ft_chains``: the second stage's
@@ -138,6 +140,21 @@ def flow_summary(run_dir: str) -> dict:
         out["earlier_stages"] = earlier
         out["earlier_training_seconds"] = sum(training_seconds(os.path.join(VAL, "runs", e)) or 0.0
                                               for e in earlier)
+    try:  # the exact KL(q || p) of training (2D U(1)): loss + ln Z, at the end (mean of the
+        # last 50 steps) and in blocks of 250 steps (how it got there; also for a training that
+        # has not reached the sampling yet)
+        with open(os.path.join(run_dir, "config.json")) as fh:
+            cfg = json.load(fh)["config"]
+        with open(os.path.join(run_dir, "training.json")) as fh:
+            loss = json.load(fh)["loss"]
+        if cfg["action"]["group"] == "U1" and len(cfg["lattice"]["dims"]) == 2 and loss:
+            lnz = exact_u1.log_partition(cfg["action"]["beta"], int(np.prod(cfg["lattice"]["dims"])))
+            out["train_kl_nats"] = float(np.mean(loss[-50:])) + lnz
+            out["train_steps_done"] = len(loss)
+            out["train_kl_nats_per_250_steps"] = [float(np.mean(loss[i:i + 250])) + lnz
+                                                  for i in range(0, len(loss), 250)]
+    except (OSError, ValueError, KeyError):
+        pass
     if not recs:
         return out
     lw = np.array([r["log_w"] for r in recs if "log_w" in r])
@@ -147,16 +164,6 @@ def flow_summary(run_dir: str) -> dict:
                 "Q": gamma(recs, "topological_charge"),
                 "seconds_per_proposal": seconds_per_step(recs),
                 "training_seconds": training_seconds(run_dir)})
-    try:  # the exact KL(q || p) at the end of training (2D U(1)): mean loss of the last 50 steps + ln Z
-        with open(os.path.join(run_dir, "config.json")) as fh:
-            cfg = json.load(fh)["config"]
-        with open(os.path.join(run_dir, "training.json")) as fh:
-            loss = json.load(fh)["loss"]
-        if cfg["action"]["group"] == "U1" and len(cfg["lattice"]["dims"]) == 2 and loss:
-            out["train_kl_nats"] = float(np.mean(loss[-50:])) + exact_u1.log_partition(
-                cfg["action"]["beta"], int(np.prod(cfg["lattice"]["dims"])))
-    except (OSError, ValueError, KeyError):
-        pass
     return out
 
 
@@ -309,6 +316,7 @@ def main():
                      "u1_L8_ft2_chain2": lambda n, r: u1_L8(n, r, "u1_L8_b2_ft2_chain2"),
                      "u1_L8_ft3": lambda n, r: u1_L8(n, r, "u1_L8_b2_ft3"),
                      "u1_L8_b6": lambda n, r: u1_L8(n, r, "u1_L8_b6", 6.0),
+                     "u1_L8_b6_ncp": lambda n, r: u1_L8(n, r, "u1_L8_b6_ncp", 6.0),
                      "u1_L16": u1_L16,
                      "u1_L16_b6_resized": lambda n, r: u1_L16(n, r, {6: "u1_L16_b6_resized"}),
                      "su3": su3,
