@@ -6,6 +6,7 @@
   (the odd blocks, not the even ones), the actions against dense inverses, and the monomials of
   :func:`two_flavour_monomials` (with and without Hasenbusch) add up to ``-log det(D^dag D)``;
 - the heatbath: right after a refresh the action equals ``eta^dag eta``, with ``<|eta_i|^2> = 1``;
+- a force solve stagnating just above ``force_tol`` is used and counted, an action solve never;
 - the pseudofermion, its action and its force are the same on every process grid.
 """
 
@@ -219,7 +220,6 @@ def test_failed_solve_names_the_monomial():
         m.force(U)
     with pytest.raises(RuntimeError, match="refresh"):
         TwoFlavour(0.12).action(U)
-
 
 
 @pytest.mark.parametrize("case", ["wilson", "ratio_wilson"])

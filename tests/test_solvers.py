@@ -6,7 +6,8 @@
 - mixed precision (complex64 inner solves) reaches the double-precision residual that a
   complex64 solve alone cannot reach, after more than one correction;
 - impossible solves (too few iterations, a singular or indefinite operator) raise ``SolverError``
-  carrying the history;
+  carrying the history; a tolerance below the rounding floor of an ill-conditioned operator
+  raises as stagnation, with ``x`` and the true residual reached;
 - several right-hand sides give bitwise the single solves;
 - the CGNE solution and its iteration count are the same on the process grids 1x1x1x1, 1x1x1x2,
   1x1x2x2, 2x1x1x2.
@@ -285,7 +286,6 @@ def test_cgne_solution_is_identical_on_every_grid(csw):
             np.testing.assert_allclose(got / scale, want / scale, rtol=0, atol=1e-12)
     if world().rank == 0:
         assert len(grids_run(res)) == sum(np.prod(g) <= world().size for g in GRIDS)
-
 
 
 class _IllConditioned:
