@@ -216,31 +216,32 @@ def pure_gauge_polyakov(np_, report_only):
 #: pure-gauge target and, with the pseudofermion estimate of the determinant, to the Nf=2 one
 NF2_MODEL = "validation/flow_fermions/models/su3_nf2_4444_b1.0_k0.1_chain2.h5"
 NF2_REWEIGHT = {"pure_gauge": (os.path.join(VAL, "runs", "reweight_su3_nf2_chain2_model_pure_gauge.json"),
-                               ["--seed", "79"]),
+                               ["--samples", "5000", "--seed", "79"]),
                 "pseudofermion": (os.path.join(VAL, "runs", "reweight_su3_nf2_chain2_model_pf.json"),
-                                  ["--kappa", "0.1", "--seed", "80"]),
+                                  ["--samples", "5000", "--kappa", "0.1", "--seed", "80"]),
                 "pseudofermion_20k": (os.path.join(VAL, "runs", "reweight_su3_nf2_chain2_model_pf_20k.json"),
-                                      ["--kappa", "0.1", "--seed", "81", "--samples", "20000"])}
+                                      ["--samples", "20000", "--kappa", "0.1", "--seed", "81"])}
 
 
 def fermion_flow_reweighting(report_only, pure, det):
     """Importance reweighting of 5000 fresh proposals of the fermion-trained 4D flow: to the
     pure-gauge target (against the heatbath) and to the Nf=2 target with the chains' own
     pseudofermion weights (against the determinant reweighting; again with 20000 proposals of
-    another seed, ``pseudofermion_20k``: the ``--samples`` given last counts), each with its offline
+    another seed, ``pseudofermion_20k``), each with its offline
     independence chain over the same proposals: the weights checked without the chains'
     Metropolis dynamics.  Under ``--report-only`` without the results: the committed ones."""
     out = {}
     refs = {"pure_gauge": (pure or {}).get("heatbath") or {}, "pseudofermion": (det or {}).get("nf2_estimate") or {}}
+    refs["pseudofermion_20k"] = refs["pseudofermion"]
     for name, (path, args) in NF2_REWEIGHT.items():
         rw = tool_result(path, "reweight_flow.py",
-                         [NF2_MODEL, "--beta", "1", "--samples", "5000", "--batch", "100", *args], report_only)
+                         [NF2_MODEL, "--beta", "1", "--batch", "100", *args], report_only)
         if rw is None:
             out[name] = _stored("nf2_4d", "fermion_flow_reweighting", name)
             continue
         row = {"result": rw, "compare": {}}
         for k in ("plaquette", "polyakov_re", "polyakov_abs"):
-            ref = refs["pure_gauge" if name == "pure_gauge" else "pseudofermion"].get(k)
+            ref = refs[name].get(k)
             row["compare"][k] = {"reference": ref,
                                  "reweighted_minus_reference_sigma": _sigma(
                                      {"value": rw[k]["reweighted"], "error": rw[k]["error"]}, ref)}
