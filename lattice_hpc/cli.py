@@ -215,6 +215,14 @@ def build_parser() -> argparse.ArgumentParser:
                    "(else the flow is trained for --train-steps)")
     f.add_argument("--train-steps", type=int, default=300)
     f.add_argument("--lr", type=float, default=2e-3)
+    f.add_argument("--cost-masks", choices=["planes", "sweep"], default="planes",
+                   help="mask order of the comparison's flow (sweep: 2D, L0 + L1 - 2 layers, "
+                   "--layers ignored)")
+    f.add_argument("--cost-kernel", choices=["spline", "ncp"], default="spline",
+                   help="U(1) kernel of the comparison's flow")
+    f.add_argument("--cost-init", choices=["identity", "plaquette"], default="identity",
+                   help="start of the comparison's flow (plaquette: train.init = plaquette; its "
+                   "seconds count as training)")
     f.add_argument("--proposals", type=int, default=2000, help="0: skip the comparison")
     f.add_argument("--trajectories", type=int, default=1000)
     f.add_argument("--hmc-steps", type=int, default=8)

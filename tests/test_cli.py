@@ -155,3 +155,18 @@ def test_bench_flow_reports_scaling_memory_and_cost_against_hmc():
     c = out["cost_per_independent_sample"]
     assert c["flow"]["proposals"] >= 40 and c["hmc"]["trajectories"] == 30
     assert c["hmc_over_flow"] > 0 and c["flow"]["tau_int_Q"] >= 0.5
+
+
+def test_bench_flow_compares_the_sweep_flow_from_the_plaquette_start():
+    """``--cost-masks sweep --cost-init plaquette``: the comparison's flow is the 2D sweep (its
+    own layer count, whatever ``--layers``) started at the one-plaquette map; after 2 training
+    steps its acceptance at beta = 2 is near that of a flow exact but for one plaquette."""
+    proc = _cli(["bench", "flow", "--local-dims", "4,4", "--batch", "4", "--layers", "8",
+                 "--hidden", "4", "--bins", "4", "--seconds", "0.1", "--cost-dims", "4,4",
+                 "--cost-masks", "sweep", "--cost-kernel", "ncp", "--cost-init", "plaquette",
+                 "--train-steps", "2", "--lr", "1e-4", "--proposals", "300", "--trajectories",
+                 "30", "--hmc-thermalize", "2"])
+    assert proc.returncode == 0, proc.stderr
+    c = json.loads(proc.stdout)["cost_per_independent_sample"]
+    assert c["arch"]["masks"] == "sweep" and c["arch"]["layers"] == 6 and c["init"] == "plaquette"
+    assert c["flow"]["acceptance"] > 0.4

@@ -320,3 +320,29 @@ def test_4d_chains_record_the_polyakov_loop_of_the_accepted_field(tmp_path):
     p = np.trace(prod, axis1=-2, axis2=-1).mean() / 2
     assert abs(p - complex(recs[-1]["polyakov_re"], recs[-1]["polyakov_im"])) < 1e-12
     assert len({r["polyakov_re"] for r in recs}) > 1
+
+
+def test_the_sweep_order_with_the_plaquette_start_resumes_exactly_and_bad_keys_are_named(tmp_path):
+    """``flow.masks = "sweep"`` with ``train.init = "plaquette"`` as a job: a kill during training
+    resumes to the same records (the start is deterministic and only made once); a layer count
+    that is not a whole number of sweeps, the start for SU(N), and ``flow.resize`` with the sweep
+    (its masks are made for one lattice size) are refused naming the key, before anything is
+    written."""
+    sweep = ["flow.masks=sweep", "flow.layers=6", "flow.kernel=ncp", "flow.bins=3",
+             "train.init=plaquette"]
+    job, rd = _job(tmp_path, "sweep")
+    out = _run(job, sets=sweep)
+    assert 0 < out["acceptance"][0] <= 1
+    job2, rd2 = _job(tmp_path, "sweep_killed")
+    proc = _run(job2, env={"LATTICE_HPC_FAULT": "kill:step:4"}, ok=False, sets=sweep)
+    assert proc.returncode != 0
+    out2 = _run(job2, sets=sweep)
+    assert run_records(rd2) == run_records(rd) and out2["acceptance"] == out["acceptance"]
+    for extra, msg in ((["flow.layers=7"], "flow.layers = 7: the sweep order of a 4x4 lattice has 6"),
+                       (["action.group=SU2", "flow.kernel=spline"],
+                        "train.init = 'plaquette' starts the kernels of a U(1) flow"),
+                       (["flow.resize=true"], "flow.resize = true with flow.masks = 'sweep'")):
+        job3, rd3 = _job(tmp_path, "bad")
+        proc = _run(job3, ok=False, sets=sweep + extra)
+        assert proc.returncode == 2 and msg in proc.stderr, proc.stderr[-2000:]
+        assert not os.path.exists(rd3)

@@ -28,9 +28,10 @@ def _u1_logdet_check(flow, z):
 
 
 @pytest.mark.parametrize("kernel", ["spline", "ncp"])
-@pytest.mark.parametrize("dims,layers", [((4, 4), 8), ((4, 4, 4, 2), 2)])
-def test_u1_flow_logdet_equals_autograd_and_inverts(kernel, dims, layers):
-    fl, flow = serial_flow("U1", dims, kernel=kernel, layers=layers)
+@pytest.mark.parametrize("dims,layers,masks", [((4, 4), 8, "stripes"), ((4, 4, 4, 2), 2, "stripes"),
+                                               ((4, 6), 8, "sweep")])
+def test_u1_flow_logdet_equals_autograd_and_inverts(kernel, dims, layers, masks):
+    fl, flow = serial_flow("U1", dims, kernel=kernel, layers=layers, masks=masks)
     z = prior(fl, "U1")
     ours, exact = _u1_logdet_check(flow, z)
     assert abs(ours - exact) < 1e-10
@@ -61,13 +62,14 @@ def _sun_coordinates(flow, U0, N):
     return flow(base)[1][0].item(), torch.linalg.slogdet(J)[1].item()
 
 
-@pytest.mark.parametrize("group,dims,layers,shape", [("SU2", (4, 4), 2, "cube"),
-                                                     ("SU3", (4, 4), 1, "cube"),
-                                                     ("SU2", (2, 4, 2, 2), 1, "cube"),
-                                                     ("SU2", (2, 4, 2, 2), 1, "cross")])
-def test_sun_layers_logdet_equals_autograd_and_inverts(group, dims, layers, shape):
+@pytest.mark.parametrize("group,dims,layers,shape,masks", [("SU2", (4, 4), 2, "cube", "stripes"),
+                                                           ("SU3", (4, 4), 1, "cube", "stripes"),
+                                                           ("SU2", (2, 4, 2, 2), 1, "cube", "stripes"),
+                                                           ("SU2", (2, 4, 2, 2), 1, "cross", "stripes"),
+                                                           ("SU2", (2, 4), 4, "cube", "sweep")])
+def test_sun_layers_logdet_equals_autograd_and_inverts(group, dims, layers, shape, masks):
     N = int(group[2:])
-    fl, flow = serial_flow(group, dims, layers=layers, hidden=(4,), kernel_shape=shape)
+    fl, flow = serial_flow(group, dims, layers=layers, hidden=(4,), kernel_shape=shape, masks=masks)
     U0 = prior(fl, group)
     ours, exact = _sun_coordinates(flow, U0, N)
     assert abs(ours - exact) < 1e-10
@@ -85,12 +87,14 @@ def test_sun_layers_logdet_equals_autograd_and_inverts(group, dims, layers, shap
     ("U1", (8, 8), "cube", "stripes"), ("SU2", (4, 4), "cube", "stripes"),
     ("SU3", (4, 4), "cube", "stripes"), ("SU3", (4, 4, 4, 4), "cube", "stripes"),
     ("U1", (8, 8), "cross", "stripes"), ("SU3", (4, 4, 4, 4), "cross", "stripes"),
-    ("SU3", (4, 4, 4, 4), "cross", "planes")])
+    ("SU3", (4, 4, 4, 4), "cross", "planes"), ("U1", (6, 8), "cube", "sweep"),
+    ("SU2", (4, 4), "cube", "sweep")])
 def test_flows_are_gauge_equivariant(group, dims, shape, masks):
     N = 1 if group == "U1" else int(group[2:])
     nd = len(dims)
     # 4D: 4 layers, or the 6 of one offset of the planes order (the planes (0,2), (1,3) included)
     layers = 4 * nd if nd == 2 else (4 if masks == "stripes" else 6)
+    layers = sum(dims) - 2 if masks == "sweep" else layers
     fl, flow = serial_flow(group, dims, layers=layers, kernel_shape=shape, masks=masks)
     z = prior(fl, group)
     g = random_gauge(fl, group)
@@ -183,6 +187,55 @@ def test_planes_order_makes_every_4d_plaquette_active_in_24_layers():
     assert layer_masks(2, 16, "planes") == layer_masks(2, 16, "stripes")
     with pytest.raises(ConfigError, match="flow.masks = 'rows'"):
         layer_masks(4, 4, "rows")
+
+
+def _touched_plaquettes(m, dims):
+    """2D: the plaquettes ``P_01(y)`` that contain a link the layer ``m`` changes, and those that
+    are its active loops (the loop of ``U_0(x)`` is ``P_01(x)``, that of ``U_1(x)`` is
+    ``P_10(x) = P_01(x)^dag``), by brute force over the links of every plaquette."""
+    import itertools
+
+    import numpy as np
+
+    coords = np.meshgrid(*[np.arange(L) for L in dims], indexing="ij")
+    act = m.active(coords)
+    frozen = m.frozen_plaquette(0, 1, coords, dims)
+    touched, loops = set(), {x for x in itertools.product(*map(range, dims)) if act[x]}
+    for y in itertools.product(*map(range, dims)):
+        up = ((y[0] + 1) % dims[0], y[1])
+        right = (y[0], (y[1] + 1) % dims[1])
+        links = [(0, y), (1, up), (0, right), (1, y)]
+        hit = any(d == m.mu and act[x] for d, x in links)
+        assert frozen[y] == (not hit), (m, y)
+        if hit:
+            touched.add(y)
+    return touched, loops
+
+
+@pytest.mark.parametrize("dims", [(5, 6), (8, 8), (3, 4)])
+def test_sweep_order_transforms_every_plaquette_once_and_never_again(dims):
+    """The property the 2D sweep is for: over one sweep every plaquette but ``P(0, 0)`` is the
+    active loop of exactly one layer, a layer changes (passively) only plaquettes that no earlier
+    layer transformed, and after its own layer a plaquette is frozen; any extents tile."""
+    from lattice_hpc.flows.masks import canonical_order
+
+    masks = layer_masks(2, sum(dims) - 2, "sweep", dims)
+    check_tiling(dims, masks)
+    done = []
+    for m in masks:
+        touched, loops = _touched_plaquettes(m, dims)
+        assert loops <= touched
+        assert not touched & set(done), m  # nothing transformed before is changed again
+        done += sorted(loops)
+    every = {(a, b) for a in range(dims[0]) for b in range(dims[1])}
+    assert len(done) == len(set(done)) == len(every) - 1
+    assert set(done) == every - {(0, 0)}
+    assert layer_masks(2, 2 * (sum(dims) - 2), "sweep", dims) == masks + masks
+    with pytest.raises(ConfigError, match=f"flow.layers = 7: the sweep order of a {dims[0]}x"
+                                          f"{dims[1]} lattice has {sum(dims) - 2} layers"):
+        layer_masks(2, 7, "sweep", dims)
+    with pytest.raises(ConfigError, match="'sweep' is a 2D order"):
+        canonical_order(4, "sweep")
 
 
 def test_frozen_context_contains_no_active_link():

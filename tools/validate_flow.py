@@ -22,6 +22,11 @@ session is continued in the next one.  ``--report-only`` only reads what the run
   values like ``u1_L8``) and continued at L = 16 (u1_L16_b6_resized.toml); ``u1_L8_b6_ncp``:
   the same L = 8 first stage with the NCP kernel (u1_L8_b6_ncp.toml, a 1000-step diagnostic);
   every 2D U(1) flow reports its exact training KL (loss + ln Z) per 250 steps;
+  ``u1_L16_sweep``: the same table for the flows of the sweep mask order started at the
+  one-plaquette map (u1_L16_b{2,4,6}_sweep.toml: ``flow.masks = "sweep"``, ``train.init =
+  "plaquette"``), with the HMC of ``u1_L16``; every row also gives the flow's and the HMC's
+  deviations from the exact plaquette and <Q^2> in sigma, and whether the beta = 6 goals (tau_int
+  ratio >= 100, cheaper than HMC with training) hold;
 - ``su3`` (``su3_b1``: beta 1 only, with its second chain su3_4444_b1.0_planes_chain2.toml;
   ``su3_b1.25``, ``su3_b1.25_ft`` and ``su3_b2``: beta 1.25 (su3_4444_b1.25.toml and its second
   stage su3_4444_b1.25_ft.toml) or 2 alone; ``su3_b1.25_ft_chains``: the second stage's
@@ -197,6 +202,12 @@ def u1_L16(np_, report_only, flows=None):
                       "seconds_per_trajectory": seconds_per_step(hr)})
         row = {"flow": f, "hmc": h, "exact_plaquette": exact_u1.plaquette(float(b), 256),
                "exact_Q2": exact_u1.topological_susceptibility(float(b), 256)[0]}
+        for k, ex in (("plaquette", row["exact_plaquette"]), ("Q2", row["exact_Q2"])):
+            if f.get(k):  # the flow chain against the exact finite-volume value
+                row[f"flow_{k}_deviation_sigma"] = (f[k]["value"] - ex) / f[k]["error"]
+        if h.get("plaquette"):
+            row["hmc_plaquette_deviation_sigma"] = ((h["plaquette"]["value"] - row["exact_plaquette"])
+                                                    / h["plaquette"]["error"])
         if f.get("Q") and h.get("Q") and f.get("seconds_per_proposal") and h.get("seconds_per_trajectory"):
             cf = f["seconds_per_proposal"] * 2 * f["Q"]["tau_int"]
             ch = h["seconds_per_trajectory"] * 2 * h["Q"]["tau_int"]
@@ -204,7 +215,9 @@ def u1_L16(np_, report_only, flows=None):
             cft = cf + ((f["training_seconds"] or 0) + f.get("earlier_training_seconds", 0)) / indep
             row.update({"tau_int_ratio_hmc_over_flow": h["Q"]["tau_int"] / f["Q"]["tau_int"],
                         "cost_flow": cf, "cost_flow_with_training": cft, "cost_hmc": ch,
-                        "hmc_over_flow": ch / cf, "hmc_over_flow_with_training": ch / cft})
+                        "hmc_over_flow": ch / cf, "hmc_over_flow_with_training": ch / cft,
+                        "goal_tau_int_ratio_ge_100": h["Q"]["tau_int"] / f["Q"]["tau_int"] >= 100,
+                        "goal_cheaper_than_hmc_with_training": cft < ch})
         out[f"beta{b}"] = row
     return out
 
@@ -319,6 +332,8 @@ def main():
                      "u1_L8_b6_ncp": lambda n, r: u1_L8(n, r, "u1_L8_b6_ncp", 6.0),
                      "u1_L16": u1_L16,
                      "u1_L16_b6_resized": lambda n, r: u1_L16(n, r, {6: "u1_L16_b6_resized"}),
+                     "u1_L16_sweep": lambda n, r: u1_L16(n, r, {b: f"u1_L16_b{b}_sweep"
+                                                                 for b in (2, 4, 6)}),
                      "su3": su3,
                      "su3_b1": lambda n, r: su3(n, r, ("1.0", "1.0_chain2")),
                      "su3_b1.25": lambda n, r: su3(n, r, ("1.25",)),

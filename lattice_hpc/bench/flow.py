@@ -18,7 +18,9 @@ Three measurements in one run (run it under ``mpirun -n 2`` on this machine):
    ``--trajectories`` trajectories at the same point, on all ranks.  ``tau_int(Q)`` of each chain
    (Gamma method), and ``cost = seconds per step * 2 tau_int``, with and without the training
    time spread over the flow chain's independent samples.  ``hmc_over_flow`` is the ratio of the
-   costs (above 1: the flow is cheaper).
+   costs (above 1: the flow is cheaper).  ``--cost-masks sweep --cost-kernel ncp --cost-init
+   plaquette`` compares the 2D sweep flow started at the one-plaquette map
+   (:mod:`lattice_hpc.flows.pretrain`; the start's seconds count as training).
 """
 
 from __future__ import annotations
@@ -36,19 +38,24 @@ from .dslash import local_grid
 from .timing import time_pairs
 
 
-def _arch(args, dims):
-    return {"group": args.group, "dims": list(dims), "layers": args.layers, "kernel": "spline",
+def _arch(args, dims, cost=False):
+    """The benchmark's architecture; ``cost``: that of the flow-vs-HMC comparison, which may use
+    its own mask order, kernel (``--cost-masks``, ``--cost-kernel``)."""
+    masks = args.cost_masks if cost else "planes"
+    layers = sum(dims) - 2 if masks == "sweep" else args.layers
+    return {"group": args.group, "dims": list(dims), "layers": layers,
+            "kernel": args.cost_kernel if cost else "spline",
             "bins": args.bins, "hidden": list(args.hidden), "kernel_size": 3,
-            "kernel_shape": args.kernel_shape, "masks": "planes"}
+            "kernel_shape": args.kernel_shape, "masks": masks}
 
 
-def _setup(args, lat, device):
+def _setup(args, lat, device, cost=False):
     from ..flows.geometry import FlowLattice
     from ..flows.model import GaugeFlow
     from ..flows.train import Parallel, Trainer
 
     fl = FlowLattice(lat, device, args.precision)
-    flow = GaugeFlow(fl, _arch(args, lat.dims), seed=1)
+    flow = GaugeFlow(fl, _arch(args, lat.dims, cost), seed=1)
     par = Parallel(lat.comm, lat.comm, self_comm())
     tr = Trainer(flow, get_group(args.group), args.beta, CounterRNG(1), par, args.batch, 1e-3)
     return fl, flow, tr
@@ -115,8 +122,12 @@ def _cost(args, comm, device) -> dict:
 
     dims = parse_dims(args.cost_dims, "--cost-dims")
     lat = Lattice(dims, "auto", comm=comm)
-    fl, flow, tr = _setup(args, lat, device)
+    fl, flow, tr = _setup(args, lat, device, cost=True)
     t0 = time.perf_counter()
+    if args.cost_init == "plaquette" and not args.model:
+        from ..flows.pretrain import start_from_plaquette
+
+        start_from_plaquette(flow, args.beta, comm)
     if args.model:
         _, weights, _ = read_model(args.model, comm)
         flow.load_state_dict({k: torch.as_tensor(v) for k, v in weights.items()})
@@ -160,6 +171,7 @@ def _cost(args, comm, device) -> dict:
     indep = n / (2 * gf.tau_int)
     cost_f_train = cost_f + train_s / indep
     return {"dims": list(dims), "beta": args.beta, "train_steps": 0 if args.model else args.train_steps,
+            "arch": _arch(args, dims, cost=True), "init": "model" if args.model else args.cost_init,
             "train_seconds": train_s,
             "flow": {"proposals": n, "acceptance": acc / n, "seconds_per_proposal": flow_s,
                      "tau_int_Q": gf.tau_int, "dtau_int_Q": gf.dtau_int, "Q2": float(np.mean(np.square(q))),

@@ -36,7 +36,9 @@ Keys (beyond :data:`.config.COMMON`), defaults in brackets::
              :func:`lattice_hpc.flows.masks.layer_masks`: ``planes`` makes every plaquette of
              a 4D lattice active once in 24 layers, ``stripes``, that of runs and model files
              made before the key existed, leaves two of the six planes to layers 17-32; in 2D
-             both are the same),
+             both are the same; ``sweep``, 2D only, transforms every plaquette once, row by row,
+             and never again, in ``L0 + L1 - 2`` layers per sweep: ``layers`` must be a multiple
+             of that),
              model [""] (a model file to start from; it must fit group, lattice and architecture),
              resize [false] (the model may come from another lattice size: the layers are
              translation equivariant and periodic, so their weights do not depend on the volume;
@@ -47,7 +49,12 @@ Keys (beyond :data:`.config.COMMON`), defaults in brackets::
              seed [1] (weight initialisation and the training prior draws), precision ["auto"]
              (auto | double | single: the precision of training; auto = ``backend.precision``.
              ``single`` with ``backend.precision = "double"`` trains in float32, about 3x faster
-             on CPUs, and samples with the same weights in float64)
+             on CPUs, and samples with the same weights in float64), init ["identity"]
+             (identity | plaquette: U(1) only, every layer's kernel starts at the map of the
+             uniform angle to the one-plaquette density exp(beta cos theta), fitted in a few
+             seconds, :mod:`lattice_hpc.flows.pretrain`; with flow.masks = "sweep" in 2D that
+             flow is exact but for one plaquette before any training.  Ignored with
+             flow.model)
     [sample] thermalize [0], measure [1000], every [1], batch [64] (proposals made at once),
              seed [2] (proposals and accept/reject), heatbath_every [0] (a composite chain: after
              every N proposals one heatbath sweep and ``overrelax`` [0] overrelaxation sweeps of
@@ -106,13 +113,14 @@ class FlowJob(JobType):
                  "bins": Key(8, int, ">=1"), "hidden": Key([16, 16], list),
                  "kernel_size": Key(3, int, ">=1"),
                  "kernel_shape": Key("cube", str, ("cube", "cross")),
-                 "masks": Key("planes", str, ("stripes", "planes"), before="stripes"),
+                 "masks": Key("planes", str, ("stripes", "planes", "sweep"), before="stripes"),
                  "model": Key("", str), "resize": Key(False, bool)},
         "train": {"steps": Key(1000, int, ">=0"), "batch": Key(64, int, ">=1"),
                   "lr": Key(1e-3, float, ">0"), "warmup": Key(0, int, ">=0"),
                   "halflife": Key(0.0, float, ">=0"), "clip": Key(0.0, float, ">=0"),
                   "seed": Key(1, int, ">=0"),
-                  "precision": Key("auto", str, ("auto", "double", "single"))},
+                  "precision": Key("auto", str, ("auto", "double", "single")),
+                  "init": Key("identity", str, ("identity", "plaquette"))},
         "sample": {"thermalize": Key(0, int, ">=0"), "measure": Key(1000, int, ">=1"),
                    "every": Key(1, int, ">=1"), "batch": Key(64, int, ">=1"),
                    "seed": Key(2, int, ">=0"), "heatbath_every": Key(0, int, ">=0"),
@@ -129,7 +137,8 @@ class FlowJob(JobType):
                      "hasenbusch": Key([], list)},
     }
     chain_keys = {"flow": ARCH + ("model", "resize"),
-                  "train": ("steps", "batch", "lr", "warmup", "halflife", "clip", "seed", "precision"),
+                  "train": ("steps", "batch", "lr", "warmup", "halflife", "clip", "seed", "precision",
+                            "init"),
                   "sample": ("thermalize", "every", "seed", "heatbath_every", "overrelax"),
                   "fermions": ("flavours", "kappa", "determinant", "proposal", "proposal_kappa",
                                "proposal_scale", "tol", "hasenbusch", "conditional_steps",
@@ -151,6 +160,13 @@ class FlowJob(JobType):
             raise ConfigError(f"{source}: action.group = {group!r}: flows exist for U1, SU2 and SU3")
         if nd not in (2, 4):
             raise ConfigError(f"{source}: lattice.dims: flows run on 2D or 4D lattices, not {nd}D")
+        if cfg["train"]["init"] == "plaquette" and group != "U1":
+            raise ConfigError(f"{source}: train.init = 'plaquette' starts the kernels of a U(1) "
+                              f"flow at the one-plaquette map; action.group is {group}")
+        if f["masks"] == "sweep" and f["resize"]:
+            raise ConfigError(f"{source}: flow.resize = true with flow.masks = 'sweep': the sweep's "
+                              "masks are made for one lattice size (its period is the lattice), so "
+                              "its weights do not carry to another volume")
         if f["kernel_size"] % 2 != 1:
             raise ConfigError(f"{source}: flow.kernel_size = {f['kernel_size']} must be odd")
         if f["kernel"] == "ncp" and group != "U1":
@@ -188,7 +204,8 @@ class FlowJob(JobType):
             except ConfigError as exc:
                 raise ConfigError(f"{source}: {exc}") from None
         try:
-            check_tiling(cfg["lattice"]["dims"], layer_masks(nd, f["layers"], f["masks"]))
+            check_tiling(cfg["lattice"]["dims"], layer_masks(nd, f["layers"], f["masks"],
+                                                             cfg["lattice"]["dims"]))
         except ConfigError as exc:
             raise ConfigError(f"{source}: {exc}") from None
 
@@ -284,6 +301,14 @@ class FlowJob(JobType):
         self.field = field
         if self.cfg["flow"]["model"]:
             self._load_model(self.cfg["flow"]["model"])
+        elif self.cfg["train"]["init"] == "plaquette":
+            from ..flows.pretrain import start_from_plaquette
+
+            t = time.perf_counter()
+            kl = start_from_plaquette(self.flow, self.beta, self.world)
+            self.log.info(f"train.init = plaquette: every layer's kernel starts at the map of the "
+                          f"uniform angle to exp(beta cos theta) (KL {kl:.2e} nats per plaquette, "
+                          f"{time.perf_counter() - t:.1f} s)")
         if self.train_steps == 0:
             self._finish_training()
 

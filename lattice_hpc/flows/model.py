@@ -15,7 +15,7 @@ the file alone): ``group`` (``U1``, ``SU2``, ``SU3``), ``dims``, ``layers`` (cou
 ``4 ndim`` change every link once), ``kernel`` (``spline`` or ``ncp``, U(1)), ``bins``,
 ``hidden`` (channels of the context networks' hidden layers), ``kernel_size``, ``kernel_shape``
 (``cube`` or ``cross``, :mod:`.conv`), ``masks`` (the order of the masks over the layers,
-``stripes`` or ``planes``, :func:`.masks.layer_masks`).
+``stripes``, ``planes`` or, in 2D, ``sweep``, :func:`.masks.layer_masks`).
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ class GaugeFlow(torch.nn.Module):
         self.arch["masks"] = canonical_order(fl.ndim, self.arch["masks"])
         group = arch["group"]
         self.N = 1 if group == "U1" else int(group[2:])
-        masks = layer_masks(fl.ndim, int(arch["layers"]), self.arch["masks"])
+        masks = layer_masks(fl.ndim, int(arch["layers"]), self.arch["masks"], fl.lattice.dims)
         check_tiling(fl.lattice.dims, masks)
         g = torch.Generator().manual_seed(int(seed))
         hidden = tuple(arch["hidden"])

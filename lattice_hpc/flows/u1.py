@@ -14,6 +14,16 @@ alone), and pushes the change into the active link:
 The change of variables from the active links to their loops (other links fixed) is a shift, so
 ``log|det J| = sum over active x of log h'(theta_W(x))``.  The layer is gauge equivariant because
 ``theta_W`` and the context are gauge invariant and the update adds an invariant to a link.
+In the last layers of the 2D sweep order (:func:`.masks.sweep_masks`, single links ``U_1(s, 0)``
+of row 0) the kernel is also conditioned on the loop around the plaquettes ``P(0, 0) .. P(s, 0)``,
+the rest of row 0 that no layer has transformed yet (its angle is the sum of theirs; it does not
+contain the active link, which two of its plaquettes share with opposite signs): with it the exact
+conditional density of ``theta_W``, ``p_1(theta) f_s(S - theta)`` (``f_s`` the density of the sum
+of ``s`` plaquette angles), is within the kernel's reach, and only the angle of the whole row,
+a sum of ``L_0`` plaquettes whose density is nearly flat, is left to the constraint.  The loop is
+a sum over sites, reduced over the ranks (differentiable, :func:`lattice_hpc.comm.autograd.
+sum_over_ranks`).
+
 ``h`` is a circular rational-quadratic spline (``kernel = "spline"``, Rezende et al. arXiv
 2002.02428; ``bins`` bins) or a mixture of non-compact projections with a shift
 (``kernel = "ncp"``, ``bins`` components), as in the tutorial.
@@ -25,6 +35,7 @@ import math
 
 import torch
 
+from ..comm.autograd import sum_over_ranks
 from .conv import ContextNet
 from .loops import planes, site_sum, u1_loop, u1_rectangle
 from .ncp import ncp_mixture
@@ -43,7 +54,7 @@ class U1PlaquetteCoupling(torch.nn.Module):
             raise ValueError(f"unknown U(1) kernel {kernel!r}: use spline or ncp")
         self.fl, self.mask, self.kernel, self.bins = fl, mask, kernel, bins
         self.planes = planes(fl.ndim)
-        c_in = 2 * len(self.planes) + 2
+        c_in = 2 * len(self.planes) + 2 + (2 if mask.pin is not None else 0)
         c_out = 3 * bins if kernel == "spline" else 2 * bins + 1
         self.net = ContextNet(fl.grid, fl.ndim, c_in, c_out, hidden, kernel_size, fl.real, generator,
                               kernel_shape)
@@ -52,6 +63,10 @@ class U1PlaquetteCoupling(torch.nn.Module):
         frozen = [fl.site_mask(lambda c, r=r, s=s: mask.frozen_plaquette(r, s, c, dims))
                   for r, s in self.planes]
         self.register_buffer("frozen", torch.stack(frozen), persistent=False)
+        if mask.pin is not None:  # the untransformed rest of the pinned row: x_nu <= offset
+            d, c = mask.pin
+            rest = fl.site_mask(lambda x: (x[d] == c) & (x[mask.nu] <= mask.offset))
+            self.register_buffer("rest", rest, persistent=False)
 
     def context(self, padded):
         fl = self.fl
@@ -61,6 +76,11 @@ class U1PlaquetteCoupling(torch.nn.Module):
             ch += [torch.cos(a) * self.frozen[i], torch.sin(a) * self.frozen[i]]
         r = u1_rectangle(fl, padded, self.mask.mu, self.mask.nu)
         ch += [torch.cos(r) * self.active, torch.sin(r) * self.active]
+        if self.mask.pin is not None:
+            a = u1_loop(fl, padded, *self.planes[0])
+            line = sum_over_ranks(site_sum(a * self.rest, fl.ndim), fl.comm)
+            line = line.view(-1, *([1] * fl.ndim))
+            ch += [torch.cos(line) * self.active, torch.sin(line) * self.active]
         return torch.stack(ch, dim=1)
 
     def forward(self, theta, inverse: bool = False):
