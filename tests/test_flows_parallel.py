@@ -58,7 +58,7 @@ def _flow_pass(group, dims, scale, shape="cube", masks="stripes"):
 @pytest.mark.mpi
 @pytest.mark.parametrize("group,dims,grids,scale,shape,masks", [
     ("U1", (8, 8), [(1, 2), (2, 1), (2, 2)], 0.2, "cube", "stripes"),
-    ("U1", (6, 8), [(1, 2), (2, 1), (2, 2)], 0.2, "cube", "sweep"),
+    ("U1", (4, 8), [(1, 2), (2, 1), (2, 2)], 0.2, "cube", "sweep"),
     ("SU2", (4, 8), [(1, 2), (2, 2)], 0.2, "cube", "stripes"),
     ("SU3", (4, 4, 4, 4), [(1, 1, 1, 2), (1, 1, 2, 2)], 0.05, "cube", "stripes"),
     ("SU3", (4, 4, 4, 4), [(1, 1, 2, 2)], 0.05, "cross", "stripes"),

@@ -18,6 +18,10 @@ gradients of training:
   Backward: the identity, which is exact when every rank goes on with the same function of the
   global sum (as the loss of a flow does): rank ``r``'s backward then yields the gradient of its
   own partial sum, and :func:`allreduce_gradients` adds the parameter gradients of all ranks.
+- :func:`shared_sum_over_ranks` -- the same sum, for a global value that each rank then uses in
+  its *own* local computation (a loop of the lattice that conditions the coupling layer at this
+  rank's sites, :mod:`lattice_hpc.flows.u1`).  Backward: the sum over the ranks of the
+  gradients, since rank ``r``'s partial sum reaches the loss through every rank's use of it.
 
 Layout: the ``ndim`` site axes of a tensor start at ``axis`` and stand in memory order (``t``
 slowest, ``x`` fastest, as everywhere in the project, :mod:`lattice_hpc.geometry.lattice`), so
@@ -127,7 +131,19 @@ def _functions():
         def backward(ctx, g):
             return g, None
 
-    return PadPartitioned, SumOverRanks
+    class SharedSumOverRanks(torch.autograd.Function):
+        """Forward: the sum over the ranks; backward: the sum over the ranks of the gradients."""
+
+        @staticmethod
+        def forward(ctx, x, comm):
+            ctx.comm = comm
+            return allreduce_tensor(x, comm)
+
+        @staticmethod
+        def backward(ctx, g):
+            return allreduce_tensor(g.contiguous(), ctx.comm), None
+
+    return PadPartitioned, SumOverRanks, SharedSumOverRanks
 
 
 def halo_pad(x, grid, depth: int, axis: int, directions=None):
@@ -164,6 +180,16 @@ def sum_over_ranks(x, comm: Communicator):
     if comm.size == 1:
         return x
     return _functions()[1].apply(x, comm)
+
+
+def shared_sum_over_ranks(x, comm: Communicator):
+    """Collective: the element-wise sum of ``x`` over the ranks of ``comm``, for a value that every
+    rank uses in its own local computation; differentiable (backward: the sum over the ranks of
+    the gradients, so that with :func:`allreduce_gradients` each partial sum gets the gradient of
+    every rank's use)."""
+    if comm.size == 1:
+        return x
+    return _functions()[2].apply(x, comm)
 
 
 def allreduce_tensor(x, comm: Communicator, op: str = "sum"):

@@ -22,7 +22,7 @@ conditional density of ``theta_W``, ``p_1(theta) f_s(S - theta)`` (``f_s`` the d
 of ``s`` plaquette angles), is within the kernel's reach, and only the angle of the whole row,
 a sum of ``L_0`` plaquettes whose density is nearly flat, is left to the constraint.  The loop is
 a sum over sites, reduced over the ranks (differentiable, :func:`lattice_hpc.comm.autograd.
-sum_over_ranks`).
+shared_sum_over_ranks`: every rank's use of it sends gradient to every rank's part).
 
 ``h`` is a circular rational-quadratic spline (``kernel = "spline"``, Rezende et al. arXiv
 2002.02428; ``bins`` bins) or a mixture of non-compact projections with a shift
@@ -35,7 +35,7 @@ import math
 
 import torch
 
-from ..comm.autograd import sum_over_ranks
+from ..comm.autograd import shared_sum_over_ranks
 from .conv import ContextNet
 from .loops import planes, site_sum, u1_loop, u1_rectangle
 from .ncp import ncp_mixture
@@ -78,7 +78,7 @@ class U1PlaquetteCoupling(torch.nn.Module):
         ch += [torch.cos(r) * self.active, torch.sin(r) * self.active]
         if self.mask.pin is not None:
             a = u1_loop(fl, padded, *self.planes[0])
-            line = sum_over_ranks(site_sum(a * self.rest, fl.ndim), fl.comm)
+            line = shared_sum_over_ranks(site_sum(a * self.rest, fl.ndim), fl.comm)
             line = line.view(-1, *([1] * fl.ndim))
             ch += [torch.cos(line) * self.active, torch.sin(line) * self.active]
         return torch.stack(ch, dim=1)
