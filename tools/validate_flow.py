@@ -22,7 +22,8 @@ session is continued in the next one.  ``--report-only`` only reads what the run
   values like ``u1_L8``) and continued at L = 16 (u1_L16_b6_resized.toml); ``u1_L8_b6_ncp``:
   the same L = 8 first stage with the NCP kernel (u1_L8_b6_ncp.toml, a 1000-step diagnostic);
   every 2D U(1) flow reports its exact training KL (loss + ln Z) per 250 steps;
-  ``u1_L16_sweep``: the same table for the flows of the sweep mask order started at the
+  ``u1_L8_sweep``: the L = 8, beta = 2 check of ``u1_L8`` for the sweep flow
+  (u1_L8_b2_sweep.toml); ``u1_L16_sweep``: the same table for the flows of the sweep mask order started at the
   one-plaquette map (u1_L16_b{2,4,6}_sweep.toml: ``flow.masks = "sweep"``, ``train.init =
   "plaquette"``), with the HMC of ``u1_L16``; every row also gives the flow's and the HMC's
   deviations from the exact plaquette and <Q^2> in sigma, and whether the beta = 6 goals (tau_int
@@ -329,6 +330,7 @@ def main():
                      "u1_L8_ft2_chain2": lambda n, r: u1_L8(n, r, "u1_L8_b2_ft2_chain2"),
                      "u1_L8_ft3": lambda n, r: u1_L8(n, r, "u1_L8_b2_ft3"),
                      "u1_L8_b6": lambda n, r: u1_L8(n, r, "u1_L8_b6", 6.0),
+                     "u1_L8_sweep": lambda n, r: u1_L8(n, r, "u1_L8_b2_sweep"),
                      "u1_L8_b6_ncp": lambda n, r: u1_L8(n, r, "u1_L8_b6_ncp", 6.0),
                      "u1_L16": u1_L16,
                      "u1_L16_b6_resized": lambda n, r: u1_L16(n, r, {6: "u1_L16_b6_resized"}),
