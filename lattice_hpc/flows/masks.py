@@ -21,7 +21,7 @@ translations by 4 in ``nu`` and by 1 in the other directions.
 
 The 2D ``sweep`` order (:func:`sweep_masks`) uses the same layers with stripes of period ``L``
 (one row of links at a time) and, at the end, single links: each plaquette is the active loop of
-exactly one layer and is passive only in the layer just before, so a plaquette that a layer has
+exactly one layer and is passive only in layers before that one, so a plaquette that a layer has
 transformed is never changed again (an autoregressive order of the plaquettes, the last one,
 ``P(0, 0)``, being fixed by the others through ``prod_x P(x) = 1``).  In 2D the plaquettes of
 ``exp(-S)`` are independent up to that one constraint, so in this order each layer's ideal kernel
