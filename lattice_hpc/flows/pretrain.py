@@ -33,24 +33,15 @@ import math
 import torch
 
 from ..errors import ConfigError
-from .ncp import ncp_mixture
-from .splines import circular_rq_spline
-
-TWO_PI = 2 * math.pi
-
-
-def _kernel(kind: str, x, params, bins: int):
-    p = params.expand(*x.shape, params.shape[-1])
-    if kind == "spline":
-        return circular_rq_spline(x, p[..., :bins], p[..., bins:2 * bins], p[..., 2 * bins:])
-    return ncp_mixture(x, p[..., :bins], p[..., bins:2 * bins], p[..., 2 * bins])
+from .splines import TWO_PI
+from .u1 import circle_kernel
 
 
 def plaquette_kl(kind: str, params, bins: int, beta: float, points: int = 4096):
     """``KL(h_# uniform || p_1)`` in nats by the midpoint rule on ``points`` angles
     (differentiable in ``params``)."""
     u = (torch.arange(points, dtype=torch.float64) + 0.5) * (TWO_PI / points)
-    y, ld = _kernel(kind, u, params, bins)
+    y, ld = circle_kernel(kind, u, params.expand(points, params.shape[-1]), bins)
     log_i0 = beta + math.log(float(torch.special.i0e(torch.tensor(beta, dtype=torch.float64))))
     return (-ld - beta * torch.cos(y)).mean() + log_i0
 

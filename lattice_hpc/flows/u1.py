@@ -44,6 +44,18 @@ from .splines import circular_rq_spline
 TWO_PI = 2 * math.pi
 
 
+def circle_kernel(kernel: str, x, params, bins: int, inverse: bool = False):
+    """``(h(x), log|h'|)`` of the layers' circle bijection (or its inverse) with the parameters
+    ``params[..., :]``: ``3 bins`` for the spline (widths, heights, derivatives), ``2 bins + 1``
+    for the NCP mixture (its components' parameters and the shift)."""
+    K = bins
+    if kernel == "spline":
+        return circular_rq_spline(x, params[..., :K], params[..., K:2 * K], params[..., 2 * K:],
+                                  inverse=inverse)
+    return ncp_mixture(x, params[..., :K], params[..., K:2 * K], params[..., 2 * K],
+                       inverse=inverse)
+
+
 class U1PlaquetteCoupling(torch.nn.Module):
     """One U(1) coupling layer for the mask ``mask`` (:class:`.masks.StripeMask`)."""
 
@@ -71,14 +83,13 @@ class U1PlaquetteCoupling(torch.nn.Module):
     def context(self, padded):
         fl = self.fl
         ch = []
-        for i, (r, s) in enumerate(self.planes):
-            a = u1_loop(fl, padded, r, s)
+        loops = [u1_loop(fl, padded, r, s) for r, s in self.planes]
+        for i, a in enumerate(loops):
             ch += [torch.cos(a) * self.frozen[i], torch.sin(a) * self.frozen[i]]
         r = u1_rectangle(fl, padded, self.mask.mu, self.mask.nu)
         ch += [torch.cos(r) * self.active, torch.sin(r) * self.active]
-        if self.mask.pin is not None:
-            a = u1_loop(fl, padded, *self.planes[0])
-            line = shared_sum_over_ranks(site_sum(a * self.rest, fl.ndim), fl.comm)
+        if self.mask.pin is not None:  # 2D: the one plane's plaquettes, summed over the rest
+            line = shared_sum_over_ranks(site_sum(loops[0] * self.rest, fl.ndim), fl.comm)
             line = line.view(-1, *([1] * fl.ndim))
             ch += [torch.cos(line) * self.active, torch.sin(line) * self.active]
         return torch.stack(ch, dim=1)
@@ -90,13 +101,7 @@ class U1PlaquetteCoupling(torch.nn.Module):
         padded = fl.pad(theta, 2)
         params = self.net(self.context(padded)).movedim(1, -1)
         x = torch.remainder(u1_loop(fl, padded, m.mu, m.nu), TWO_PI)
-        K = self.bins
-        if self.kernel == "spline":
-            y, ld = circular_rq_spline(x, params[..., :K], params[..., K:2 * K],
-                                       params[..., 2 * K:], inverse=inverse)
-        else:
-            y, ld = ncp_mixture(x, params[..., :K], params[..., K:2 * K], params[..., 2 * K],
-                                inverse=inverse)
+        y, ld = circle_kernel(self.kernel, x, params, self.bins, inverse)
         delta = torch.remainder(y - x + math.pi, TWO_PI) - math.pi
         new = theta[:, m.mu] + delta * self.active
         out = torch.cat([theta[:, :m.mu], new.unsqueeze(1), theta[:, m.mu + 1:]], dim=1)
